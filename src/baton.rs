@@ -1,0 +1,303 @@
+//! The baton: the enter/yield handshake between a coroutine and whoever entered it.
+//!
+//! One `Baton` belongs to each coroutine. Its state word says who may run: the coroutine (`Running`) or the
+//! side that entered it (`Yielded`, `Finished`), or nobody yet (`Idle`: suspended, waiting for an enter).
+//! A waiter first spins on the word for a bounded number of rounds (see [`set_spin_limit`]), then parks on a
+//! `Condvar`; a waker takes the lock and notifies only when the word says somebody parked.
+//!
+//! # Invariants
+//! - Phase moves only along `Idle -> Running` (an enterer's [`Baton::claim`]), `Running -> Yielded | Finished`
+//!   (the coroutine, in [`Baton::yield_to_caller`] / [`Baton::finish`]) and `Yielded -> Idle` (the enterer
+//!   that was waiting, in [`Baton::wait_for_caller`]). `Finished` is final.
+//! - `PARKED` is set only by a thread that holds `lock` and goes on to wait on `cvar` without releasing it
+//!   in between. Every transition that a parked thread waits for clears `PARKED` in the same atomic step
+//!   and, if it was set, takes `lock` before notifying, so the wake-up cannot fall between the waiter's
+//!   check and its wait.
+//! - At most one thread waits on a baton at a time: the enterer waits while the phase is `Running`, the
+//!   coroutine waits while it is not, and only one of them runs.
+//! - `CANCEL` is sticky: once set (the owner dropped the coroutine) the coroutine never yields again.
+
+use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::{Condvar, Mutex, spin_loop, thread};
+
+/// What a coroutine is doing, as the low bits of the baton's state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Suspended (or not started): waiting for an enter.
+    Idle,
+    /// Entered: the coroutine runs, the enterer waits.
+    Running,
+    /// Has yielded; the enterer has not taken control back yet.
+    Yielded,
+    /// The body returned or panicked.
+    Finished,
+}
+
+const PHASE_MASK: u32 = 0b11;
+const IDLE: u32 = 0;
+const RUNNING: u32 = 1;
+const YIELDED: u32 = 2;
+const FINISHED: u32 = 3;
+/// Somebody is parked on `cvar` (or about to be, holding `lock`).
+const PARKED: u32 = 0b100;
+/// The owner dropped the coroutine: it must unwind at its next yield.
+const CANCEL: u32 = 0b1000;
+
+fn phase_of(state: u32) -> Phase {
+    match state & PHASE_MASK {
+        IDLE => Phase::Idle,
+        RUNNING => Phase::Running,
+        YIELDED => Phase::Yielded,
+        _ => Phase::Finished,
+    }
+}
+
+/// Default number of spin rounds before parking (chosen by measurement, see README).
+pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 4096 };
+
+crate::sync::global! {
+    static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
+}
+
+/// Sets how many rounds a waiting thread checks the baton before it parks (0: park at once).
+///
+/// Spinning turns a hand-off between two cores from a futex wake-up (tens of microseconds on a virtual
+/// machine whose idle CPUs halt) into a cache-line transfer (about 100 ns), at the price of burning CPU
+/// while the other side runs. The bound keeps that price small when a coroutine runs for long; set it to 0
+/// on an oversubscribed machine. Each round is one `spin_loop` hint; every 64th round is a
+/// `thread::yield_now`, so a waiter that shares a core with the thread it waits for lets it run.
+///
+/// ```
+/// cothread::set_spin_limit(0); // always park
+/// assert_eq!(cothread::spin_limit(), 0);
+/// cothread::set_spin_limit(cothread::DEFAULT_SPIN_LIMIT);
+/// ```
+pub fn set_spin_limit(rounds: u32) {
+    SPIN_LIMIT.store(rounds, Ordering::Relaxed);
+}
+
+/// The current spin bound set by [`set_spin_limit`].
+pub fn spin_limit() -> u32 {
+    SPIN_LIMIT.load(Ordering::Relaxed)
+}
+
+/// The hand-off state of one coroutine. See the module documentation for the invariants.
+#[derive(Debug)]
+pub(crate) struct Baton {
+    state: AtomicU32,
+    lock: Mutex<()>,
+    cvar: Condvar,
+}
+
+impl Baton {
+    pub(crate) fn new() -> Self {
+        Baton {
+            state: AtomicU32::new(IDLE),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        }
+    }
+
+    /// The current phase (a snapshot; only meaningful to the side allowed to move it).
+    pub(crate) fn phase(&self) -> Phase {
+        phase_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// Enterer: `Idle -> Running`, waking the coroutine if it parked. On failure returns the phase found.
+    pub(crate) fn claim(&self) -> Result<(), Phase> {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & PHASE_MASK != IDLE {
+                return Err(phase_of(cur));
+            }
+            let new = (cur & CANCEL) | RUNNING;
+            match self
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.wake_if_parked(cur);
+                    return Ok(());
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Enterer: waits until the coroutine stops running, then takes control back (`Yielded -> Idle`).
+    /// Returns `Yielded` or `Finished`.
+    pub(crate) fn wait_for_caller(&self) -> Phase {
+        let state = self.wait_until(|s| s & PHASE_MASK != RUNNING);
+        if state & PHASE_MASK == YIELDED {
+            // Only this thread moves the phase out of `Yielded`; the coroutine may set PARKED meanwhile,
+            // which `fetch_and` keeps.
+            self.state.fetch_and(!PHASE_MASK, Ordering::AcqRel);
+            Phase::Yielded
+        } else {
+            Phase::Finished
+        }
+    }
+
+    /// Coroutine: `Running -> Yielded`, waking the enterer. Fails, changing nothing, if the coroutine was
+    /// cancelled: then it must unwind instead of yielding.
+    pub(crate) fn yield_to_caller(&self) -> Result<(), Cancelled> {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert_eq!(cur & PHASE_MASK, RUNNING);
+            if cur & CANCEL != 0 {
+                return Err(Cancelled);
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, YIELDED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.wake_if_parked(cur);
+                    return Ok(());
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Coroutine: waits until entered again.
+    pub(crate) fn wait_for_coroutine(&self) {
+        self.wait_until(|s| s & PHASE_MASK == RUNNING);
+    }
+
+    /// Coroutine: `Running -> Finished`, waking the enterer. The coroutine must not wait on this baton again.
+    pub(crate) fn finish(&self) {
+        // The swap clears PARKED (only the enterer can have set it) and CANCEL (moot once finished).
+        let old = self.state.swap(FINISHED, Ordering::AcqRel);
+        debug_assert_eq!(old & PHASE_MASK, RUNNING);
+        self.wake_if_parked(old);
+    }
+
+    /// Owner: marks the coroutine cancelled. Returns the phase it had.
+    pub(crate) fn cancel(&self) -> Phase {
+        phase_of(self.state.fetch_or(CANCEL, Ordering::AcqRel))
+    }
+
+    /// Whether [`Baton::cancel`] was called.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CANCEL != 0
+    }
+
+    fn wake_if_parked(&self, old: u32) {
+        if old & PARKED != 0 {
+            // Taking the lock orders this notify after the parked thread's wait began.
+            #[cfg(not(cothread_planted_bug = "notify_without_lock"))]
+            let _guard = self.lock.lock();
+            self.cvar.notify_one();
+        }
+    }
+
+    /// Spin, then park, until `done(state)`; returns that state.
+    fn wait_until(&self, done: impl Fn(u32) -> bool) -> u32 {
+        let limit = spin_limit();
+        let mut round = 0;
+        while round < limit {
+            let s = self.state.load(Ordering::Acquire);
+            if done(s) {
+                return s;
+            }
+            round += 1;
+            if round % 64 == 0 {
+                thread::yield_now();
+            } else {
+                spin_loop();
+            }
+        }
+        self.park_until(done)
+    }
+
+    fn park_until(&self, done: impl Fn(u32) -> bool) -> u32 {
+        let mut guard = self.lock.lock();
+        loop {
+            let s = self.state.load(Ordering::Acquire);
+            if done(s) {
+                return s;
+            }
+            if s & PARKED == 0
+                && self
+                    .state
+                    .compare_exchange(s, s | PARKED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                continue;
+            }
+            self.cvar.wait(&mut guard);
+        }
+    }
+}
+
+/// The coroutine was cancelled (its owner dropped it) and must unwind instead of yielding.
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn claim_only_from_idle() {
+        let b = Baton::new();
+        assert_eq!(b.phase(), Phase::Idle);
+        b.claim().unwrap();
+        assert_eq!(b.claim(), Err(Phase::Running));
+        b.yield_to_caller().unwrap();
+        assert_eq!(b.claim(), Err(Phase::Yielded));
+        assert_eq!(b.wait_for_caller(), Phase::Yielded);
+        b.claim().unwrap();
+        b.finish();
+        assert_eq!(b.wait_for_caller(), Phase::Finished);
+        assert_eq!(b.claim(), Err(Phase::Finished));
+    }
+
+    #[test]
+    fn cancel_stops_yield() {
+        let b = Baton::new();
+        b.claim().unwrap();
+        assert_eq!(b.cancel(), Phase::Running);
+        assert!(b.yield_to_caller().is_err());
+        assert!(b.is_cancelled());
+        b.finish();
+        assert_eq!(b.wait_for_caller(), Phase::Finished);
+    }
+
+    #[test]
+    fn hand_off_between_threads_parked_and_spinning() {
+        for spin in [0, DEFAULT_SPIN_LIMIT] {
+            let rounds = if cfg!(miri) { 20 } else { 2000 };
+            let b = Arc::new(Baton::new());
+            let co = {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    for i in 0..rounds {
+                        b.wait_for_coroutine();
+                        if i + 1 == rounds {
+                            b.finish();
+                        } else {
+                            b.yield_to_caller().unwrap();
+                        }
+                    }
+                })
+            };
+            let old = spin_limit();
+            set_spin_limit(spin);
+            let mut yields = 0;
+            loop {
+                b.claim().unwrap();
+                match b.wait_for_caller() {
+                    Phase::Yielded => yields += 1,
+                    Phase::Finished => break,
+                    p => panic!("unexpected phase {p:?}"),
+                }
+            }
+            set_spin_limit(old);
+            co.join().unwrap();
+            assert_eq!(yields, rounds - 1);
+        }
+    }
+}

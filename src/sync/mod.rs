@@ -1,0 +1,107 @@
+//! The synchronisation shim: the one module that names `parking_lot`, `crossbeam-channel` or `loom`.
+//!
+//! Every other module imports `crate::sync::{Mutex, Condvar, Arc, atomic, thread, channel, ...}`. Normally these
+//! are `parking_lot`, `std` and `crossbeam-channel`; under `--cfg loom` they are loom's types wrapped to the same
+//! shape, so that the loom models in `loom-tests/` check the crate's real code, not a copy of its protocol.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use crossbeam_channel as channel;
+    pub(crate) use parking_lot::{Condvar, Mutex};
+    pub(crate) use std::hint::spin_loop;
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::thread;
+    pub(crate) use std::thread_local;
+
+    pub(crate) mod atomic {
+        pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    }
+
+    /// A process-wide value built on first use (`std::sync::LazyLock`; loom's `lazy_static!` under loom, which
+    /// builds the value anew for every execution of a model).
+    macro_rules! global {
+        ($(#[$attr:meta])* static $name:ident: $ty:ty = $init:expr;) => {
+            $(#[$attr])*
+            static $name: std::sync::LazyLock<$ty> = std::sync::LazyLock::new(|| $init);
+        };
+    }
+    pub(crate) use global;
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::hint::spin_loop;
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::thread;
+    pub(crate) use loom::thread_local;
+
+    pub(crate) mod atomic {
+        pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use std::sync::atomic::Ordering;
+    }
+
+    macro_rules! global {
+        ($(#[$attr:meta])* static $name:ident: $ty:ty = $init:expr;) => {
+            loom::lazy_static! {
+                $(#[$attr])*
+                static ref $name: $ty = $init;
+            }
+        };
+    }
+    pub(crate) use global;
+
+    /// loom's mutex in parking_lot's shape: `lock` cannot fail (no poisoning).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// Guard of [`Mutex`]. Invariant: `0` is `Some` except inside [`Condvar::wait`].
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+        }
+    }
+
+    impl<T> std::ops::Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect("guard present outside Condvar::wait")
+        }
+    }
+    impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect("guard present outside Condvar::wait")
+        }
+    }
+
+    /// loom's condition variable in parking_lot's shape: `wait` takes the guard by `&mut`.
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let inner = guard.0.take().expect("guard present before wait");
+            guard.0 = Some(self.0.wait(inner).unwrap_or_else(|e| e.into_inner()));
+        }
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    pub(crate) use super::loom_channel as channel;
+}
+
+#[cfg(loom)]
+mod loom_channel;
+
+pub(crate) use imp::*;
