@@ -147,10 +147,12 @@ impl Baton {
             if cur & CANCEL != 0 {
                 return Err(Cancelled);
             }
-            match self
-                .state
-                .compare_exchange_weak(cur, YIELDED, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.state.compare_exchange_weak(
+                cur,
+                YIELDED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     self.wake_if_parked(cur);
                     return Ok(());

@@ -123,7 +123,10 @@ impl Worker {
     pub(crate) fn start(self, task: Box<dyn Task>) {
         // A reserved thread waits on its channel until it gets a message, so the receiver is alive.
         let sent = self.tx.send(Message::Run(task));
-        assert!(sent.is_ok(), "cothread: a reserved pool thread has vanished");
+        assert!(
+            sent.is_ok(),
+            "cothread: a reserved pool thread has vanished"
+        );
     }
 
     /// Gives an unstarted reservation back: the thread goes idle again, or exits if the pool is full.

@@ -1,8 +1,8 @@
 //! QEMU's `/basic/*` cases (tests/unit/test-coroutine.c), against whichever backend the build selects.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cothread::{Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
 
@@ -106,7 +106,9 @@ fn nested_yield_goes_to_the_immediate_caller() {
     assert_eq!(outer.enter(), Resume::Returned(()));
     assert_eq!(
         *log.lock().unwrap(),
-        ["outer 1", "inner 1", "outer 2", "main", "outer 3", "inner 2", "outer 4"]
+        [
+            "outer 1", "inner 1", "outer 2", "main", "outer 3", "inner 2", "outer 4"
+        ]
     );
 }
 
@@ -255,7 +257,10 @@ fn handle_enters_and_owner_gets_the_value() {
 fn enter_if_inactive() {
     let mut co = Coroutine::new(|| {
         let me = current().unwrap();
-        assert!(!me.enter_if_inactive(), "a running coroutine is not entered again");
+        assert!(
+            !me.enter_if_inactive(),
+            "a running coroutine is not entered again"
+        );
         yield_now();
         7
     });
@@ -290,14 +295,21 @@ fn builder_names_the_coroutine() {
         .spawn(|| current().unwrap().name().map(str::to_owned))
         .unwrap();
     assert_eq!(co.handle().name(), Some("named-co"));
-    assert_eq!(co.enter().into_returned(), Some(Some("named-co".to_owned())));
+    assert_eq!(
+        co.enter().into_returned(),
+        Some(Some("named-co".to_owned()))
+    );
 }
 
 #[test]
 fn builder_stack_size_runs_deep_recursion() {
     fn depth(n: u64) -> u64 {
         let pad = [n; 64];
-        if n == 0 { 0 } else { std::hint::black_box(pad)[0] + depth(n - 1) - n + 1 }
+        if n == 0 {
+            0
+        } else {
+            std::hint::black_box(pad)[0] + depth(n - 1) - n + 1
+        }
     }
     let levels = if cfg!(miri) { 10 } else { 20_000 };
     let mut co = cothread::Builder::new()

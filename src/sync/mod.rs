@@ -14,7 +14,9 @@ mod imp {
     pub(crate) use std::thread_local;
 
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+        pub(crate) use std::sync::atomic::{
+            AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+        };
     }
 
     /// A process-wide value built on first use (`std::sync::LazyLock`; loom's `lazy_static!` under loom, which
@@ -69,12 +71,16 @@ mod imp {
     impl<T> std::ops::Deref for MutexGuard<'_, T> {
         type Target = T;
         fn deref(&self) -> &T {
-            self.0.as_ref().expect("guard present outside Condvar::wait")
+            self.0
+                .as_ref()
+                .expect("guard present outside Condvar::wait")
         }
     }
     impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
         fn deref_mut(&mut self) -> &mut T {
-            self.0.as_mut().expect("guard present outside Condvar::wait")
+            self.0
+                .as_mut()
+                .expect("guard present outside Condvar::wait")
         }
     }
 

@@ -1,0 +1,263 @@
+//! Misuse and faults: clear panics naming the mistake, panics reaching the enterer, forced unwind on drop,
+//! creation errors, cross-thread use and thread-locals.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use cothread::{Builder, Coroutine, Resume, current, yield_now};
+
+/// The message of a caught panic payload.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string payload>".to_string()
+    }
+}
+
+#[test]
+fn yield_outside_a_coroutine_panics() {
+    let err = catch_unwind(yield_now).unwrap_err();
+    assert_eq!(message(err), "yield_now() called outside a coroutine");
+}
+
+#[test]
+fn entering_itself_panics_recursively() {
+    let mut co = Coroutine::new(|| {
+        let me = current().unwrap();
+        let err = catch_unwind(AssertUnwindSafe(|| me.enter())).unwrap_err();
+        message(err)
+    });
+    assert_eq!(
+        co.enter().into_returned().unwrap(),
+        "coroutine re-entered recursively"
+    );
+}
+
+#[test]
+fn entering_a_caller_in_the_chain_panics() {
+    // A enters B; B tries to enter A, which is waiting for B.
+    let mut a = Coroutine::new(|| {
+        let a_ref = current().unwrap();
+        let mut b = Coroutine::new(move || {
+            let err = catch_unwind(AssertUnwindSafe(|| a_ref.enter())).unwrap_err();
+            message(err)
+        });
+        b.enter().into_returned().unwrap()
+    });
+    assert_eq!(
+        a.enter().into_returned().unwrap(),
+        "coroutine re-entered recursively"
+    );
+    // Nothing was corrupted: a finished normally.
+    assert!(a.is_finished());
+}
+
+#[test]
+fn entering_a_finished_coroutine_panics() {
+    let mut co = Coroutine::new(|| 5);
+    assert_eq!(co.enter(), Resume::Returned(5));
+    let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
+    assert_eq!(message(err), "entered a coroutine that has finished");
+    let h = co.handle();
+    let err = catch_unwind(AssertUnwindSafe(|| h.enter())).unwrap_err();
+    assert_eq!(message(err), "entered a coroutine that has finished");
+}
+
+#[derive(Debug, PartialEq)]
+struct MyPanic(u32);
+
+#[test]
+fn a_panic_reaches_the_enterer_with_its_payload() {
+    let mut co = Coroutine::new(|| {
+        yield_now();
+        std::panic::panic_any(MyPanic(17));
+    });
+    assert_eq!(co.enter(), Resume::Yielded);
+    let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
+    assert_eq!(err.downcast_ref::<MyPanic>(), Some(&MyPanic(17)));
+    assert!(co.is_finished());
+    // The coroutine has finished: entering again is the finished-misuse panic.
+    let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
+    assert_eq!(message(err), "entered a coroutine that has finished");
+}
+
+#[test]
+fn a_nested_panic_reaches_the_immediate_caller_first() {
+    let mut outer = Coroutine::new(|| {
+        let mut inner = Coroutine::new(|| -> () { panic!("inner failed") });
+        let err = catch_unwind(AssertUnwindSafe(|| inner.enter())).unwrap_err();
+        format!("caught: {}", message(err))
+    });
+    assert_eq!(
+        outer.enter().into_returned().unwrap(),
+        "caught: inner failed"
+    );
+}
+
+/// Sets a flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn dropping_a_suspended_coroutine_runs_its_destructors() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let after_yield = Arc::new(AtomicBool::new(false));
+    let (d, a) = (dropped.clone(), after_yield.clone());
+    let mut co = Coroutine::new(move || {
+        let _guard = DropFlag(d);
+        yield_now();
+        a.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(co.enter(), Resume::Yielded);
+    assert!(!dropped.load(Ordering::SeqCst));
+    let h = co.handle();
+    drop(co);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the stack's destructors ran"
+    );
+    assert!(
+        !after_yield.load(Ordering::SeqCst),
+        "the body did not continue"
+    );
+    assert!(h.is_finished());
+}
+
+#[test]
+fn dropping_an_unstarted_coroutine_drops_its_closure() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicBool::new(false));
+    let (guard, r) = (DropFlag(dropped.clone()), ran.clone());
+    let co = Coroutine::new(move || {
+        let _g = guard;
+        r.store(true, Ordering::SeqCst);
+    });
+    drop(co);
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[test]
+fn dropping_nested_suspended_coroutines_unwinds_both() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let d = drops.clone();
+    let mut outer = Coroutine::new(move || {
+        let _a = Count(d.clone());
+        let d2 = d.clone();
+        let mut inner = Coroutine::new(move || {
+            let _b = Count(d2);
+            yield_now();
+        });
+        assert_eq!(inner.enter(), Resume::Yielded);
+        yield_now(); // suspended with `inner` suspended on its stack
+    });
+    assert_eq!(outer.enter(), Resume::Yielded);
+    drop(outer);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn catching_the_forced_unwind_and_yielding_again_fails_loudly() {
+    let mut co = Coroutine::new(|| {
+        let _ = catch_unwind(yield_now);
+        yield_now(); // not allowed: the coroutine is being dropped
+    });
+    assert_eq!(co.enter(), Resume::Yielded);
+    let err = catch_unwind(AssertUnwindSafe(move || drop(co))).unwrap_err();
+    assert_eq!(
+        message(err),
+        "a coroutine being dropped caught its forced unwind and yielded again"
+    );
+}
+
+#[test]
+fn builder_reports_an_impossible_thread_as_err() {
+    // A name with a NUL byte is refused before any thread is made.
+    let err = Builder::new().name("bad\0name").spawn(|| ()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+// Miri does not model thread creation failure from the OS (it has no real stack limits).
+#[cfg(not(miri))]
+#[test]
+fn builder_reports_os_refusal_as_err() {
+    // 64 TiB of stack: the OS refuses the thread; nothing aborts.
+    let result = Builder::new().stack_size(1 << 46).spawn(|| ());
+    assert!(result.is_err(), "a 64 TiB stack should be refused");
+    // And the crate still works afterwards.
+    let mut co = Coroutine::new(|| 1);
+    assert_eq!(co.enter(), Resume::Returned(1));
+}
+
+#[cfg(not(feature = "native"))]
+#[test]
+fn created_on_one_thread_entered_on_another() {
+    let mut co = Coroutine::new(|| {
+        yield_now();
+        "moved"
+    });
+    assert_eq!(co.enter(), Resume::Yielded);
+    let t = std::thread::spawn(move || co.enter());
+    assert_eq!(t.join().unwrap(), Resume::Returned("moved"));
+}
+
+#[cfg(not(feature = "native"))]
+#[test]
+fn coroutine_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Coroutine<String>>();
+}
+
+#[cfg(not(feature = "native"))]
+#[test]
+fn a_handle_enters_from_another_thread() {
+    let mut co = Coroutine::new(|| {
+        yield_now();
+        9
+    });
+    let h = co.handle();
+    assert_eq!(
+        std::thread::spawn(move || h.enter()).join().unwrap(),
+        Resume::Yielded
+    );
+    assert_eq!(co.enter(), Resume::Returned(9));
+}
+
+thread_local! {
+    static MARK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Thread backend: a coroutine sees its own thread's thread-locals, not the enterer's.
+#[cfg(not(feature = "native"))]
+#[test]
+fn thread_locals_are_the_coroutines_own() {
+    MARK.with(|m| m.set(1));
+    let mut co = Coroutine::new(|| {
+        let seen = MARK.with(|m| m.get());
+        MARK.with(|m| m.set(99));
+        (seen, std::thread::current().id())
+    });
+    let (seen, tid) = co.enter().into_returned().unwrap();
+    assert_eq!(seen, 0, "the enterer's value is not visible inside");
+    assert_ne!(tid, std::thread::current().id());
+    assert_eq!(
+        MARK.with(|m| m.get()),
+        1,
+        "the coroutine's write stays on its thread"
+    );
+}
