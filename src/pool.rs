@@ -12,7 +12,8 @@
 //! - a thread idle for longer than [`idle_timeout`] (default [`DEFAULT_IDLE_TIMEOUT`]) exits.
 //!
 //! Setting `max_idle` to 0 switches pooling off: every coroutine then gets a fresh thread, which exits when the
-//! coroutine finishes.
+//! coroutine finishes. The environment variable `COTHREAD_MAX_IDLE`, read once when the pool is first used,
+//! sets the initial bound.
 //!
 //! Nothing of the crate's own state (current coroutine, cancellation) carries over from one coroutine to the next
 //! on the same thread. Thread-locals that *user code* set do carry over: a coroutine that sets a
@@ -158,9 +159,14 @@ pub(crate) fn global() -> &'static Pool {
 
 impl Pool {
     fn new() -> Pool {
+        // `COTHREAD_MAX_IDLE` overrides the default bound, so a whole test suite can run with pooling off.
+        let max_idle = std::env::var("COTHREAD_MAX_IDLE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_IDLE);
         Pool {
             idle: Mutex::new(Vec::new()),
-            max_idle: AtomicUsize::new(DEFAULT_MAX_IDLE),
+            max_idle: AtomicUsize::new(max_idle),
             idle_timeout_ns: AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_nanos() as u64),
             next_id: AtomicU64::new(0),
             created: AtomicU64::new(0),
