@@ -53,7 +53,7 @@ fn phase_of(state: u32) -> Phase {
 }
 
 /// Default number of spin rounds before parking (chosen by measurement, see README).
-pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 4096 };
+pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 1024 };
 
 crate::sync::global! {
     static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);

@@ -1,0 +1,292 @@
+//! The measured operations, shared by the criterion benches (`benches/handoff.rs`) and `examples/perf.rs`.
+//!
+//! Each function runs an operation `iters` times and returns the time the operations took (set-up excluded),
+//! in the shape of criterion's `iter_custom`.
+
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cothread::{Builder, Coroutine, Resume, yield_now};
+
+/// How coroutines are made for a measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// Spin rounds before parking (`cothread::set_spin_limit`).
+    pub spin: u32,
+    /// Pool bound (`cothread::pool::set_max_idle`); 0 = no pooling.
+    pub max_idle: usize,
+}
+
+impl Variant {
+    pub const SPIN: Variant = Variant {
+        spin: cothread::DEFAULT_SPIN_LIMIT,
+        max_idle: cothread::pool::DEFAULT_MAX_IDLE,
+    };
+    pub const PARK: Variant = Variant {
+        spin: 0,
+        max_idle: cothread::pool::DEFAULT_MAX_IDLE,
+    };
+    pub const UNPOOLED: Variant = Variant {
+        spin: cothread::DEFAULT_SPIN_LIMIT,
+        max_idle: 0,
+    };
+
+    fn apply(self) {
+        cothread::set_spin_limit(self.spin);
+        cothread::pool::set_max_idle(self.max_idle);
+    }
+}
+
+/// Puts the default settings back.
+pub fn reset() {
+    Variant::SPIN.apply();
+}
+
+fn builder() -> Builder {
+    Builder::new()
+}
+
+/// QEMU /perf/yield: one enter + yield round trip.
+pub fn round_trip(v: Variant, iters: u64) -> Duration {
+    v.apply();
+    let mut co: Coroutine = builder()
+        .spawn(|| {
+            loop {
+                yield_now();
+            }
+        })
+        .expect("coroutine");
+    // First enter starts the body; not measured.
+    assert_eq!(co.enter(), Resume::Yielded);
+    let start = Instant::now();
+    for _ in 0..iters {
+        let _ = black_box(co.enter());
+    }
+    let t = start.elapsed();
+    drop(co); // forced unwind of the endless body
+    reset();
+    t
+}
+
+/// QEMU /perf/lifecycle: create, enter and finish an empty coroutine.
+pub fn lifecycle(v: Variant, iters: u64) -> Duration {
+    v.apply();
+    // Warm the pool so the first measured lifecycle finds an idle thread, as every later one does.
+    let mut warm = builder().spawn(|| ()).expect("coroutine");
+    let _ = warm.enter();
+    drop(warm);
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut co = builder().spawn(|| black_box(1)).expect("coroutine");
+        let _ = black_box(co.enter());
+    }
+    let t = start.elapsed();
+    reset();
+    t
+}
+
+fn chain(depth: u32) {
+    if depth > 1 {
+        let mut child = builder()
+            .spawn(move || chain(depth - 1))
+            .expect("coroutine");
+        let _ = child.enter();
+    }
+}
+
+/// QEMU /perf/nesting: a chain `depth` deep created, entered and unwound, per chain.
+pub fn nesting(v: Variant, depth: u32, iters: u64) -> Duration {
+    v.apply();
+    chain(depth); // warm the pool with `depth` threads
+    let start = Instant::now();
+    for _ in 0..iters {
+        chain(depth);
+    }
+    let t = start.elapsed();
+    reset();
+    t
+}
+
+#[inline(never)]
+fn callee(x: u64) -> u64 {
+    black_box(x).wrapping_add(1)
+}
+
+/// QEMU /perf/function-call: the baseline, a call of a `noinline` function.
+pub fn function_call(iters: u64) -> Duration {
+    let start = Instant::now();
+    let mut x = 0;
+    for _ in 0..iters {
+        x = callee(x);
+    }
+    black_box(x);
+    start.elapsed()
+}
+
+/// `std::thread::spawn` + `join` of an empty closure.
+pub fn spawn_join(iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        thread::spawn(|| black_box(())).join().expect("join");
+    }
+    start.elapsed()
+}
+
+/// Runs `iters` round trips between this thread and a partner; `ping` passes the turn and waits for it back.
+fn ping_pong<S: Send + Sync + 'static>(
+    state: Arc<S>,
+    iters: u64,
+    ping: impl Fn(&S) + Send + 'static,
+    pong: impl Fn(&S) + Send + 'static,
+) -> Duration {
+    let partner = {
+        let state = state.clone();
+        thread::spawn(move || {
+            for _ in 0..iters {
+                pong(&state);
+            }
+        })
+    };
+    let start = Instant::now();
+    for _ in 0..iters {
+        ping(&state);
+    }
+    let t = start.elapsed();
+    partner.join().expect("partner");
+    t
+}
+
+/// Two threads passing a turn flag under `std::sync::{Mutex, Condvar}`.
+pub fn ping_pong_std(iters: u64) -> Duration {
+    use std::sync::{Condvar, Mutex};
+    let state = Arc::new((Mutex::new(false), Condvar::new()));
+    // false: the pinger's turn; true: the partner's.
+    fn pass(s: &(Mutex<bool>, Condvar), mine: bool) {
+        let (m, c) = s;
+        let mut turn = m.lock().expect("lock");
+        *turn = !mine;
+        c.notify_one();
+        while *turn != mine {
+            turn = c.wait(turn).expect("wait");
+        }
+    }
+    ping_pong(
+        state,
+        iters,
+        |s| pass(s, false),
+        |s| {
+            let (m, c) = s;
+            let mut turn = m.lock().expect("lock");
+            while !*turn {
+                turn = c.wait(turn).expect("wait");
+            }
+            *turn = false;
+            c.notify_one();
+        },
+    )
+}
+
+/// The same on `parking_lot::{Mutex, Condvar}`.
+pub fn ping_pong_parking_lot(iters: u64) -> Duration {
+    use parking_lot::{Condvar, Mutex};
+    let state = Arc::new((Mutex::new(false), Condvar::new()));
+    ping_pong(
+        state,
+        iters,
+        |(m, c)| {
+            let mut turn = m.lock();
+            *turn = true;
+            c.notify_one();
+            while *turn {
+                c.wait(&mut turn);
+            }
+        },
+        |(m, c)| {
+            let mut turn = m.lock();
+            while !*turn {
+                c.wait(&mut turn);
+            }
+            *turn = false;
+            c.notify_one();
+        },
+    )
+}
+
+/// A `crossbeam_channel::bounded(0)` rendezvous each way.
+pub fn ping_pong_crossbeam(iters: u64) -> Duration {
+    let (to_partner, from_main) = crossbeam_channel::bounded::<()>(0);
+    let (to_main, from_partner) = crossbeam_channel::bounded::<()>(0);
+    let state = Arc::new((to_partner, from_partner, from_main, to_main));
+    ping_pong(
+        state,
+        iters,
+        |s| {
+            s.0.send(()).expect("send");
+            s.1.recv().expect("recv");
+        },
+        |s| {
+            s.2.recv().expect("recv");
+            s.3.send(()).expect("send");
+        },
+    )
+}
+
+/// The raw hardware-bound hand-off: an atomic turn flag, spinning up to `spin` rounds (a `thread::yield_now`
+/// every 64th) before parking with `thread::park`/`unpark`.
+pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
+    struct Flag {
+        turn: AtomicU32,
+        threads: std::sync::OnceLock<[thread::Thread; 2]>,
+    }
+    fn wait_for(f: &Flag, me: u32, spin: u32) {
+        let mut round = 0;
+        while f.turn.load(Ordering::Acquire) != me {
+            round += 1;
+            if round <= spin {
+                if round % 64 == 0 {
+                    thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            } else {
+                thread::park();
+            }
+        }
+    }
+    fn give(f: &Flag, to: u32) {
+        f.turn.store(to, Ordering::Release);
+        if let Some(t) = f.threads.get() {
+            t[to as usize].unpark();
+        }
+    }
+    let flag = Arc::new(Flag {
+        turn: AtomicU32::new(0),
+        threads: std::sync::OnceLock::new(),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let partner = {
+        let flag = flag.clone();
+        thread::spawn(move || {
+            let _ = tx.send(thread::current());
+            for _ in 0..iters {
+                wait_for(&flag, 1, spin);
+                give(&flag, 0);
+            }
+        })
+    };
+    let other = rx.recv().expect("partner thread");
+    let _ = flag.threads.set([thread::current(), other]);
+    let start = Instant::now();
+    for _ in 0..iters {
+        give(&flag, 1);
+        wait_for(&flag, 0, spin);
+    }
+    let t = start.elapsed();
+    partner.join().expect("partner");
+    t
+}

@@ -1,0 +1,56 @@
+//! Waiting costs no CPU beyond the spin bound: suspended coroutines park, and an enterer whose coroutine runs
+//! for long spins at most the bound and then parks. Reads the process's CPU time from `/proc/self/stat`
+//! (Linux); elsewhere, and under Miri (no `/proc`, no real time), these tests are compiled out.
+#![cfg(all(target_os = "linux", not(miri)))]
+
+use std::time::Duration;
+
+use cothread::{Coroutine, Resume, yield_now};
+
+/// User + system CPU time of this process, from `/proc/self/stat` (fields 14 and 15, in clock ticks of
+/// 10 ms on Linux with the usual USER_HZ of 100).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) may contain spaces; fields after it start past the last ')'.
+    let rest = &stat[stat.rfind(')').expect("')' in stat") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
+/// 5% of one core over one second.
+const BUDGET: Duration = Duration::from_millis(50);
+
+#[test]
+fn suspended_coroutines_cost_no_cpu() {
+    let mut cos: Vec<Coroutine> = (0..100).map(|_| Coroutine::new(yield_now)).collect();
+    for co in &mut cos {
+        assert_eq!(co.enter(), Resume::Yielded);
+    }
+    // Let every waiter finish its bounded spin and park.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time() - before;
+    assert!(
+        used < BUDGET,
+        "100 suspended coroutines used {used:?} of CPU in 1 s"
+    );
+    for co in &mut cos {
+        assert_eq!(co.enter(), Resume::Returned(()));
+    }
+}
+
+#[test]
+fn an_enterer_does_not_spin_while_its_coroutine_runs_long() {
+    let mut co = Coroutine::new(|| std::thread::sleep(Duration::from_secs(1)));
+    let before = cpu_time();
+    assert_eq!(co.enter(), Resume::Returned(()));
+    let used = cpu_time() - before;
+    assert!(
+        used < BUDGET,
+        "waiting 1 s for a coroutine used {used:?} of CPU"
+    );
+}
