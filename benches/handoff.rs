@@ -1,1 +1,90 @@
-fn main() {}
+//! Criterion benches of the hand-off: one group per operation, one line per variant, baselines in the same
+//! run. `cargo bench --bench handoff` (filter with e.g. `-- round_trip`).
+
+#[path = "support/workloads.rs"]
+mod workloads;
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use workloads::Variant;
+
+/// Chain depth for the nesting group, and a pool bound that holds the whole chain.
+const DEPTH: u32 = 100;
+const CHAIN_POOL: usize = 128;
+
+fn round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip");
+    g.bench_function("thread/spin", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::SPIN, n))
+    });
+    g.bench_function("thread/park", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::PARK, n))
+    });
+    g.bench_function("baseline/spin_then_park", |b| {
+        b.iter_custom(|n| workloads::ping_pong_spin_park(cothread::DEFAULT_SPIN_LIMIT, n))
+    });
+    g.bench_function("baseline/std_mutex_condvar", |b| {
+        b.iter_custom(workloads::ping_pong_std)
+    });
+    g.bench_function("baseline/parking_lot", |b| {
+        b.iter_custom(workloads::ping_pong_parking_lot)
+    });
+    g.bench_function("baseline/crossbeam_bounded0", |b| {
+        b.iter_custom(workloads::ping_pong_crossbeam)
+    });
+    g.bench_function("baseline/function_call", |b| {
+        b.iter_custom(workloads::function_call)
+    });
+    g.finish();
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lifecycle");
+    g.bench_function("thread/pooled/spin", |b| {
+        b.iter_custom(|n| workloads::lifecycle(Variant::SPIN, n))
+    });
+    g.bench_function("thread/pooled/park", |b| {
+        b.iter_custom(|n| workloads::lifecycle(Variant::PARK, n))
+    });
+    g.bench_function("thread/unpooled", |b| {
+        b.iter_custom(|n| workloads::lifecycle(Variant::UNPOOLED, n))
+    });
+    g.bench_function("baseline/thread_spawn_join", |b| {
+        b.iter_custom(workloads::spawn_join)
+    });
+    g.finish();
+}
+
+fn nesting(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nesting");
+    let spin = Variant {
+        max_idle: CHAIN_POOL,
+        ..Variant::SPIN
+    };
+    let park = Variant {
+        max_idle: CHAIN_POOL,
+        ..Variant::PARK
+    };
+    g.bench_function("thread/spin", |b| {
+        b.iter_custom(|n| workloads::nesting(spin, DEPTH, n))
+    });
+    g.bench_function("thread/park", |b| {
+        b.iter_custom(|n| workloads::nesting(park, DEPTH, n))
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = round_trip, lifecycle, nesting
+}
+criterion_main!(benches);

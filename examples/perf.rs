@@ -3,7 +3,7 @@
 //! Run: `cargo run --release --example perf` (add `--features native` for the native column). Each figure is
 //! the median of three timed runs after calibrating the iteration count to ~150 ms a run.
 
-#[path = "../benches/workloads.rs"]
+#[path = "../benches/support/workloads.rs"]
 mod workloads;
 
 use std::time::Duration;

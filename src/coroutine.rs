@@ -34,7 +34,7 @@ crate::sync::thread_local! {
     /// The coroutine running on this thread: a pointer to the `Arc<Control>` held by the entry frame of the
     /// coroutine (see `entry`), null outside coroutines. Set at a coroutine's start and after each of its
     /// resumptions, restored by an enterer when the coroutine it entered gives control back.
-    static CURRENT: Cell<*const Arc<Control>> = Cell::new(std::ptr::null());
+    static CURRENT: Cell<*const Arc<Control>> = const { Cell::new(std::ptr::null()) };
 }
 
 fn current_ptr() -> *const Arc<Control> {

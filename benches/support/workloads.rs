@@ -23,14 +23,17 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// Default spinning, default pool.
     pub const SPIN: Variant = Variant {
         spin: cothread::DEFAULT_SPIN_LIMIT,
         max_idle: cothread::pool::DEFAULT_MAX_IDLE,
     };
+    /// Park at once, default pool.
     pub const PARK: Variant = Variant {
         spin: 0,
         max_idle: cothread::pool::DEFAULT_MAX_IDLE,
     };
+    /// Default spinning, no pool.
     pub const UNPOOLED: Variant = Variant {
         spin: cothread::DEFAULT_SPIN_LIMIT,
         max_idle: 0,
