@@ -100,19 +100,29 @@ fn main() {
         ns_per_op(workloads::ping_pong_crossbeam),
     );
 
-    let per_level = |v: Variant| {
-        ns_per_op(|n| workloads::nesting(v, depth, n.div_ceil(u64::from(depth)).max(1)))
-            / f64::from(depth)
+    // ns per chain, divided by its depth.
+    let per_level =
+        |v: Variant| ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth);
+    // With the default pool (64 threads) most of a 1,000-deep chain spawns threads; with a pool that holds
+    // the whole chain, each level costs two hand-offs.
+    let whole_chain = |v: Variant| Variant {
+        max_idle: 1024,
+        ..v
     };
     row(
         "nesting",
-        "thread, spin (per level of 1000)",
+        "thread, spin, pool 64 (per level)",
         per_level(Variant::SPIN),
     );
     row(
         "nesting",
-        "thread, park (per level of 1000)",
-        per_level(Variant::PARK),
+        "thread, spin, pool 1024 (per level)",
+        per_level(whole_chain(Variant::SPIN)),
+    );
+    row(
+        "nesting",
+        "thread, park, pool 1024 (per level)",
+        per_level(whole_chain(Variant::PARK)),
     );
 
     row(

@@ -16,6 +16,8 @@
 //! - At most one thread waits on a baton at a time: the enterer waits while the phase is `Running`, the
 //!   coroutine waits while it is not, and only one of them runs.
 //! - `CANCEL` is sticky: once set (the owner dropped the coroutine) the coroutine never yields again.
+//! - `NESTED` is set only while `Running`, by the coroutine, around its own enter of another coroutine; it is
+//!   a hint (stop spinning), never a condition anybody waits for.
 
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Condvar, Mutex, spin_loop, thread};
@@ -42,6 +44,9 @@ const FINISHED: u32 = 3;
 const PARKED: u32 = 0b100;
 /// The owner dropped the coroutine: it must unwind at its next yield.
 const CANCEL: u32 = 0b1000;
+/// The running coroutine has itself entered another coroutine and waits for it: its own enterer will wait
+/// long, so it parks at once instead of spinning. Set and cleared only by the coroutine, while `Running`.
+const NESTED: u32 = 0b1_0000;
 
 fn phase_of(state: u32) -> Phase {
     match state & PHASE_MASK {
@@ -175,6 +180,15 @@ impl Baton {
         self.wake_if_parked(old);
     }
 
+    /// Coroutine: says whether it is waiting for a coroutine it entered (see `NESTED`).
+    pub(crate) fn set_nested(&self, nested: bool) {
+        if nested {
+            self.state.fetch_or(NESTED, Ordering::Relaxed);
+        } else {
+            self.state.fetch_and(!NESTED, Ordering::Relaxed);
+        }
+    }
+
     /// Owner: marks the coroutine cancelled. Returns the phase it had.
     pub(crate) fn cancel(&self) -> Phase {
         phase_of(self.state.fetch_or(CANCEL, Ordering::AcqRel))
@@ -202,6 +216,10 @@ impl Baton {
             let s = self.state.load(Ordering::Acquire);
             if done(s) {
                 return s;
+            }
+            if s & NESTED != 0 {
+                // The other side waits for a coroutine of its own: this wait will be long.
+                break;
             }
             round += 1;
             if round % 64 == 0 {

@@ -377,8 +377,17 @@ fn enter(co: &Arc<Control>) -> Result<Phase, Phase> {
 /// Runs a coroutine whose baton the caller holds, until it gives control back; resumes its panic, if any.
 fn run_claimed(co: &Arc<Control>) -> Phase {
     let caller = current_ptr();
+    // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
+    // by its entry frame below us on this stack.
+    let outer = unsafe { caller.as_ref() };
+    if let Some(outer) = outer {
+        outer.baton.set_nested(true);
+    }
     let phase = co.context.resume(co);
     set_current(caller);
+    if let Some(outer) = outer {
+        outer.baton.set_nested(false);
+    }
     if phase == Phase::Finished
         && let Some(payload) = co.panic.lock().take()
     {
