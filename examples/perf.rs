@@ -100,6 +100,17 @@ fn main() {
         ns_per_op(workloads::ping_pong_crossbeam),
     );
 
+    row(
+        "round-robin",
+        "thread, spin (100 coroutines, per enter)",
+        ns_per_op(|n| workloads::round_robin(Variant::SPIN, 100, n)),
+    );
+    row(
+        "round-robin",
+        "thread, park (100 coroutines, per enter)",
+        ns_per_op(|n| workloads::round_robin(Variant::PARK, 100, n)),
+    );
+
     // ns per chain, divided by its depth.
     let per_level =
         |v: Variant| ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth);

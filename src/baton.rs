@@ -48,6 +48,15 @@ const CANCEL: u32 = 0b1000;
 /// long, so it parks at once instead of spinning. Set and cleared only by the coroutine, while `Running`.
 const NESTED: u32 = 0b1_0000;
 
+/// Which side waits, as an index into `Baton::adapt`.
+const ENTERER: usize = 0;
+const COROUTINE: usize = 1;
+/// Adaptive spinning: the spin bound is cut by at most `>> MAX_SHIFT`; while cut, every `PROBE_EVERY`th
+/// wait spins the whole bound.
+const MAX_SHIFT: u32 = 6;
+const SHIFT_MASK: u32 = 0xff;
+const PROBE_EVERY: u32 = 8;
+
 fn phase_of(state: u32) -> Phase {
     match state & PHASE_MASK {
         IDLE => Phase::Idle,
@@ -90,6 +99,9 @@ pub fn spin_limit() -> u32 {
 #[derive(Debug)]
 pub(crate) struct Baton {
     state: AtomicU32,
+    /// Per waiting side (`ENTERER`, `COROUTINE`): the adaptive spin state, see [`Baton::wait_until`]. Written
+    /// only by that side's waiter, and only one thread waits per side at a time.
+    adapt: [AtomicU32; 2],
     lock: Mutex<()>,
     cvar: Condvar,
 }
@@ -98,6 +110,7 @@ impl Baton {
     pub(crate) fn new() -> Self {
         Baton {
             state: AtomicU32::new(IDLE),
+            adapt: [AtomicU32::new(0), AtomicU32::new(0)],
             lock: Mutex::new(()),
             cvar: Condvar::new(),
         }
@@ -132,7 +145,7 @@ impl Baton {
     /// Enterer: waits until the coroutine stops running, then takes control back (`Yielded -> Idle`).
     /// Returns `Yielded` or `Finished`.
     pub(crate) fn wait_for_caller(&self) -> Phase {
-        let state = self.wait_until(|s| s & PHASE_MASK != RUNNING);
+        let state = self.wait_until(ENTERER, |s| s & PHASE_MASK != RUNNING);
         if state & PHASE_MASK == YIELDED {
             // Only this thread moves the phase out of `Yielded`; the coroutine may set PARKED meanwhile,
             // which `fetch_and` keeps.
@@ -169,7 +182,7 @@ impl Baton {
 
     /// Coroutine: waits until entered again.
     pub(crate) fn wait_for_coroutine(&self) {
-        self.wait_until(|s| s & PHASE_MASK == RUNNING);
+        self.wait_until(COROUTINE, |s| s & PHASE_MASK == RUNNING);
     }
 
     /// Coroutine: `Running -> Finished`, waking the enterer. The coroutine must not wait on this baton again.
@@ -209,12 +222,28 @@ impl Baton {
     }
 
     /// Spin, then park, until `done(state)`; returns that state.
-    fn wait_until(&self, done: impl Fn(u32) -> bool) -> u32 {
-        let limit = spin_limit();
+    ///
+    /// The spin adapts to how this side's recent waits went: a wait that spun in vain (and parked) halves
+    /// the next one's spin, down to 1/64 of [`spin_limit`]; a wait that spinning satisfied restores the whole
+    /// bound. While cut down, every 8th wait probes with the whole bound, so a partner that became fast again
+    /// is noticed. A coroutine that a scheduler re-enters only after many others thus stops burning a core
+    /// after each yield, while a generator-style ping-pong keeps spinning.
+    fn wait_until(&self, side: usize, done: impl Fn(u32) -> bool) -> u32 {
+        let adapt = self.adapt[side].load(Ordering::Relaxed);
+        let (shift, waits) = (adapt & SHIFT_MASK, adapt >> 8);
+        let probe = shift != 0 && waits % PROBE_EVERY == 0;
+        let limit = if probe {
+            spin_limit()
+        } else {
+            spin_limit() >> shift
+        };
         let mut round = 0;
         while round < limit {
             let s = self.state.load(Ordering::Acquire);
             if done(s) {
+                if shift != 0 {
+                    self.adapt[side].store(0, Ordering::Relaxed);
+                }
                 return s;
             }
             if s & NESTED != 0 {
@@ -228,7 +257,12 @@ impl Baton {
                 spin_loop();
             }
         }
-        self.park_until(done)
+        let s = self.park_until(done);
+        if limit > 0 {
+            let shift = (shift + 1).min(MAX_SHIFT);
+            self.adapt[side].store(shift | (waits.wrapping_add(1) << 8), Ordering::Relaxed);
+        }
+        s
     }
 
     fn park_until(&self, done: impl Fn(u32) -> bool) -> u32 {

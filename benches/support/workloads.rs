@@ -293,3 +293,37 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
     partner.join().expect("partner");
     t
 }
+
+/// A scheduler's pattern: `n` suspended coroutines entered in turn, each yielding at once; per enter.
+pub fn round_robin(v: Variant, n: usize, iters: u64) -> Duration {
+    v.apply();
+    let mut cos: Vec<Coroutine> = (0..n)
+        .map(|_| {
+            builder()
+                .spawn(|| {
+                    loop {
+                        yield_now();
+                    }
+                })
+                .expect("coroutine")
+        })
+        .collect();
+    for co in &mut cos {
+        assert_eq!(co.enter(), Resume::Yielded);
+    }
+    let start = Instant::now();
+    let mut done = 0;
+    'outer: loop {
+        for co in &mut cos {
+            if done == iters {
+                break 'outer;
+            }
+            let _ = black_box(co.enter());
+            done += 1;
+        }
+    }
+    let t = start.elapsed();
+    drop(cos);
+    reset();
+    t
+}
