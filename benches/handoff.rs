@@ -75,6 +75,17 @@ fn nesting(c: &mut Criterion) {
     g.finish();
 }
 
+fn round_robin(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_robin_100");
+    g.bench_function("thread/spin", |b| {
+        b.iter_custom(|n| workloads::round_robin(Variant::SPIN, 100, n))
+    });
+    g.bench_function("thread/park", |b| {
+        b.iter_custom(|n| workloads::round_robin(Variant::PARK, 100, n))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -85,6 +96,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, lifecycle, nesting
+    targets = round_trip, lifecycle, nesting, round_robin
 }
 criterion_main!(benches);

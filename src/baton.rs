@@ -320,8 +320,38 @@ mod tests {
         assert_eq!(b.wait_for_caller(), Phase::Finished);
     }
 
+    /// Tests that change the global spin limit run one at a time.
+    static SPIN_SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn a_vain_spin_cuts_the_next_and_a_successful_one_restores_it() {
+        let _serial = SPIN_SETTING.lock().unwrap_or_else(|e| e.into_inner());
+        let old = spin_limit();
+        set_spin_limit(64);
+        let b = Arc::new(Baton::new());
+        b.claim().unwrap();
+        // The coroutine yields only after the enterer has surely spun its 64 rounds and parked.
+        let co = {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                b.yield_to_caller().unwrap();
+            })
+        };
+        assert_eq!(b.wait_for_caller(), Phase::Yielded);
+        co.join().unwrap();
+        assert_eq!(b.adapt[ENTERER].load(Ordering::Relaxed) & SHIFT_MASK, 1);
+        // Now the state is already what the enterer waits for: the first check succeeds and restores.
+        b.claim().unwrap();
+        b.yield_to_caller().unwrap();
+        assert_eq!(b.wait_for_caller(), Phase::Yielded);
+        assert_eq!(b.adapt[ENTERER].load(Ordering::Relaxed), 0);
+        set_spin_limit(old);
+    }
+
     #[test]
     fn hand_off_between_threads_parked_and_spinning() {
+        let _serial = SPIN_SETTING.lock().unwrap_or_else(|e| e.into_inner());
         for spin in [0, DEFAULT_SPIN_LIMIT] {
             let rounds = if cfg!(miri) { 20 } else { 2000 };
             let b = Arc::new(Baton::new());
