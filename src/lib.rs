@@ -65,3 +65,8 @@ mod sync;
 
 pub use baton::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
 pub use coroutine::{Builder, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
