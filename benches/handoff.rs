@@ -22,7 +22,7 @@ fn round_trip(c: &mut Criterion) {
         b.iter_custom(|n| workloads::round_trip(Variant::PARK, n))
     });
     g.bench_function("baseline/spin_then_park", |b| {
-        b.iter_custom(|n| workloads::ping_pong_spin_park(cothread::DEFAULT_SPIN_LIMIT, n))
+        b.iter_custom(|n| workloads::ping_pong_spin_park(workloads::initial_spin(), n))
     });
     g.bench_function("baseline/std_mutex_condvar", |b| {
         b.iter_custom(workloads::ping_pong_std)

@@ -39,6 +39,7 @@ struct Row {
 }
 
 fn main() {
+    workloads::initial_spin(); // record the starting spin limit before any variant changes it
     let depth = 1000;
     let mut rows = Vec::new();
     let mut row = |case, variant, ns| {
@@ -82,7 +83,7 @@ fn main() {
     row(
         "yield",
         "baseline: atomic spin-then-park",
-        ns_per_op(|n| workloads::ping_pong_spin_park(cothread::DEFAULT_SPIN_LIMIT, n)),
+        ns_per_op(|n| workloads::ping_pong_spin_park(workloads::initial_spin(), n)),
     );
     row(
         "yield",
@@ -144,7 +145,10 @@ fn main() {
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
-    println!("cothread perf ({cores} cores; ns per operation, median of 3)");
+    println!(
+        "cothread perf ({cores} cores; spin limit {}; ns per operation, median of 3)",
+        workloads::initial_spin()
+    );
     println!("{:<14} {:<36} {:>12}", "case", "variant", "ns/op");
     println!("{}", "-".repeat(64));
     for r in &rows {

@@ -70,7 +70,13 @@ fn phase_of(state: u32) -> Phase {
 pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 1024 };
 
 crate::sync::global! {
-    static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
+    /// `COTHREAD_SPIN_LIMIT`, read on first use, overrides the default.
+    static SPIN_LIMIT: AtomicU32 = AtomicU32::new(
+        std::env::var("COTHREAD_SPIN_LIMIT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_SPIN_LIMIT),
+    );
 }
 
 /// Sets how many rounds a waiting thread checks the baton before it parks (0: park at once).
@@ -79,7 +85,8 @@ crate::sync::global! {
 /// machine whose idle CPUs halt) into a cache-line transfer (about 100 ns), at the price of burning CPU
 /// while the other side runs. The bound keeps that price small when a coroutine runs for long; set it to 0
 /// on an oversubscribed machine. Each round is one `spin_loop` hint; every 64th round is a
-/// `thread::yield_now`, so a waiter that shares a core with the thread it waits for lets it run.
+/// `thread::yield_now`, so a waiter that shares a core with the thread it waits for lets it run. The
+/// environment variable `COTHREAD_SPIN_LIMIT`, read once on first use, sets the initial value.
 ///
 /// ```
 /// cothread::set_spin_limit(0); // always park

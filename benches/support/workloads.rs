@@ -16,8 +16,9 @@ use cothread::{Builder, Coroutine, Resume, yield_now};
 /// How coroutines are made for a measurement.
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
-    /// Spin rounds before parking (`cothread::set_spin_limit`).
-    pub spin: u32,
+    /// Whether waiters spin before parking: with the spin limit the process started with (the default, or
+    /// `COTHREAD_SPIN_LIMIT`), or not at all.
+    pub spin: bool,
     /// Pool bound (`cothread::pool::set_max_idle`); 0 = no pooling.
     pub max_idle: usize,
 }
@@ -25,24 +26,30 @@ pub struct Variant {
 impl Variant {
     /// Default spinning, default pool.
     pub const SPIN: Variant = Variant {
-        spin: cothread::DEFAULT_SPIN_LIMIT,
+        spin: true,
         max_idle: cothread::pool::DEFAULT_MAX_IDLE,
     };
     /// Park at once, default pool.
     pub const PARK: Variant = Variant {
-        spin: 0,
+        spin: false,
         max_idle: cothread::pool::DEFAULT_MAX_IDLE,
     };
     /// Default spinning, no pool.
     pub const UNPOOLED: Variant = Variant {
-        spin: cothread::DEFAULT_SPIN_LIMIT,
+        spin: true,
         max_idle: 0,
     };
 
     fn apply(self) {
-        cothread::set_spin_limit(self.spin);
+        cothread::set_spin_limit(if self.spin { initial_spin() } else { 0 });
         cothread::pool::set_max_idle(self.max_idle);
     }
+}
+
+/// The spin limit in effect when the process started measuring.
+pub fn initial_spin() -> u32 {
+    static INITIAL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *INITIAL.get_or_init(cothread::spin_limit)
 }
 
 /// Puts the default settings back.
