@@ -2,17 +2,18 @@
 //!
 //! One `Baton` belongs to each coroutine. Its state word says who may run: the coroutine (`Running`) or the
 //! side that entered it (`Yielded`, `Finished`), or nobody yet (`Idle`: suspended, waiting for an enter).
-//! A waiter first spins on the word for a bounded number of rounds (see [`set_spin_limit`]), then parks on a
-//! `Condvar`; a waker takes the lock and notifies only when the word says somebody parked.
+//! A waiter first spins on the word for a bounded number of rounds (see [`set_spin_limit`]), then parks on its
+//! side's `Condvar`; a waker takes that side's lock and notifies only when the word says somebody parked.
 //!
 //! # Invariants
 //! - Phase moves only along `Idle -> Running` (an enterer's [`Baton::claim`]), `Running -> Yielded | Finished`
 //!   (the coroutine, in [`Baton::yield_to_caller`] / [`Baton::finish`]) and `Yielded -> Idle` (the enterer
 //!   that was waiting, in [`Baton::wait_for_caller`]). `Finished` is final.
-//! - `PARKED` is set only by a thread that holds `lock` and goes on to wait on `cvar` without releasing it
-//!   in between. Every transition that a parked thread waits for clears `PARKED` in the same atomic step
-//!   and, if it was set, takes `lock` before notifying, so the wake-up cannot fall between the waiter's
-//!   check and its wait.
+//! - `PARKED` is set only by a thread that holds its side's `lock` and goes on to wait on that side's `cvar`
+//!   without releasing it in between. Every transition that a parked thread waits for clears `PARKED` in the
+//!   same atomic step and, if it was set, takes the waiting side's `lock` before notifying, so the wake-up
+//!   cannot fall between the waiter's check and its wait. One bit serves both sides because only the side
+//!   that does not run can be parked.
 //! - At most one thread waits on a baton at a time: the enterer waits while the phase is `Running`, the
 //!   coroutine waits while it is not, and only one of them runs.
 //! - `CANCEL` is sticky: once set (the owner dropped the coroutine) the coroutine never yields again.
@@ -66,8 +67,11 @@ fn phase_of(state: u32) -> Phase {
     }
 }
 
-/// Default number of spin rounds before parking (chosen by measurement, see README).
-pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 1024 };
+/// Default number of spin rounds before parking. Measured on a 2-core virtual machine: a round (a
+/// `spin_loop` hint, a `yield_now` every 64th) takes about 40 ns, so 2,048 rounds spin about 80 us, longer
+/// than the 35-60 us it takes to wake a parked thread there. A bound shorter than a wake-up lets two
+/// threads that once parked stay in park mode; see the README for the figures.
+pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 2048 };
 
 crate::sync::global! {
     /// `COTHREAD_SPIN_LIMIT`, read on first use, overrides the default.
@@ -106,20 +110,35 @@ pub fn spin_limit() -> u32 {
 #[derive(Debug)]
 pub(crate) struct Baton {
     state: AtomicU32,
-    /// Per waiting side (`ENTERER`, `COROUTINE`): the adaptive spin state, see [`Baton::wait_until`]. Written
-    /// only by that side's waiter, and only one thread waits per side at a time.
-    adapt: [AtomicU32; 2],
+    /// One per waiting side, indexed by `ENTERER` and `COROUTINE`.
+    sides: [Side; 2],
+}
+
+/// Where one side of a baton waits. Each side parks on its own lock and condition variable, so that a
+/// woken thread reacquiring its lock never collides with the waker, which goes on to park on the other one.
+#[derive(Debug)]
+struct Side {
+    /// The adaptive spin state, see [`Baton::wait_until`]. Written only by this side's waiter.
+    adapt: AtomicU32,
     lock: Mutex<()>,
     cvar: Condvar,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            adapt: AtomicU32::new(0),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        }
+    }
 }
 
 impl Baton {
     pub(crate) fn new() -> Self {
         Baton {
             state: AtomicU32::new(IDLE),
-            adapt: [AtomicU32::new(0), AtomicU32::new(0)],
-            lock: Mutex::new(()),
-            cvar: Condvar::new(),
+            sides: [Side::new(), Side::new()],
         }
     }
 
@@ -141,7 +160,7 @@ impl Baton {
                 .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    self.wake_if_parked(cur);
+                    self.wake_if_parked(cur, COROUTINE);
                     return Ok(());
                 }
                 Err(actual) => cur = actual,
@@ -179,7 +198,7 @@ impl Baton {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.wake_if_parked(cur);
+                    self.wake_if_parked(cur, ENTERER);
                     return Ok(());
                 }
                 Err(actual) => cur = actual,
@@ -197,7 +216,7 @@ impl Baton {
         // The swap clears PARKED (only the enterer can have set it) and CANCEL (moot once finished).
         let old = self.state.swap(FINISHED, Ordering::AcqRel);
         debug_assert_eq!(old & PHASE_MASK, RUNNING);
-        self.wake_if_parked(old);
+        self.wake_if_parked(old, ENTERER);
     }
 
     /// Coroutine: says whether it is waiting for a coroutine it entered (see `NESTED`).
@@ -219,12 +238,15 @@ impl Baton {
         self.state.load(Ordering::Acquire) & CANCEL != 0
     }
 
-    fn wake_if_parked(&self, old: u32) {
+    /// Wakes `side` if the state word `old`, just replaced, said somebody parked (only the side the
+    /// transition was for can have).
+    fn wake_if_parked(&self, old: u32, side: usize) {
         if old & PARKED != 0 {
+            let side = &self.sides[side];
             // Taking the lock orders this notify after the parked thread's wait began.
             #[cfg(not(cothread_planted_bug = "notify_without_lock"))]
-            let _guard = self.lock.lock();
-            self.cvar.notify_one();
+            let _guard = side.lock.lock();
+            side.cvar.notify_one();
         }
     }
 
@@ -236,7 +258,7 @@ impl Baton {
     /// is noticed. A coroutine that a scheduler re-enters only after many others thus stops burning a core
     /// after each yield, while a generator-style ping-pong keeps spinning.
     fn wait_until(&self, side: usize, done: impl Fn(u32) -> bool) -> u32 {
-        let adapt = self.adapt[side].load(Ordering::Relaxed);
+        let adapt = self.sides[side].adapt.load(Ordering::Relaxed);
         let (shift, waits) = (adapt & SHIFT_MASK, adapt >> 8);
         let probe = shift != 0 && waits % PROBE_EVERY == 0;
         let limit = if probe {
@@ -249,7 +271,7 @@ impl Baton {
             let s = self.state.load(Ordering::Acquire);
             if done(s) {
                 if shift != 0 {
-                    self.adapt[side].store(0, Ordering::Relaxed);
+                    self.sides[side].adapt.store(0, Ordering::Relaxed);
                 }
                 return s;
             }
@@ -264,16 +286,19 @@ impl Baton {
                 spin_loop();
             }
         }
-        let s = self.park_until(done);
+        let s = self.park_until(side, done);
         if limit > 0 {
             let shift = (shift + 1).min(MAX_SHIFT);
-            self.adapt[side].store(shift | (waits.wrapping_add(1) << 8), Ordering::Relaxed);
+            self.sides[side]
+                .adapt
+                .store(shift | (waits.wrapping_add(1) << 8), Ordering::Relaxed);
         }
         s
     }
 
-    fn park_until(&self, done: impl Fn(u32) -> bool) -> u32 {
-        let mut guard = self.lock.lock();
+    fn park_until(&self, side: usize, done: impl Fn(u32) -> bool) -> u32 {
+        let side = &self.sides[side];
+        let mut guard = side.lock.lock();
         loop {
             let s = self.state.load(Ordering::Acquire);
             if done(s) {
@@ -287,7 +312,7 @@ impl Baton {
             {
                 continue;
             }
-            self.cvar.wait(&mut guard);
+            side.cvar.wait(&mut guard);
         }
     }
 }
@@ -347,12 +372,15 @@ mod tests {
         };
         assert_eq!(b.wait_for_caller(), Phase::Yielded);
         co.join().unwrap();
-        assert_eq!(b.adapt[ENTERER].load(Ordering::Relaxed) & SHIFT_MASK, 1);
+        assert_eq!(
+            b.sides[ENTERER].adapt.load(Ordering::Relaxed) & SHIFT_MASK,
+            1
+        );
         // Now the state is already what the enterer waits for: the first check succeeds and restores.
         b.claim().unwrap();
         b.yield_to_caller().unwrap();
         assert_eq!(b.wait_for_caller(), Phase::Yielded);
-        assert_eq!(b.adapt[ENTERER].load(Ordering::Relaxed), 0);
+        assert_eq!(b.sides[ENTERER].adapt.load(Ordering::Relaxed), 0);
         set_spin_limit(old);
     }
 
