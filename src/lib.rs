@@ -59,12 +59,20 @@
 
 mod backend;
 mod baton;
+pub mod channel;
+mod co_queue;
 mod coroutine;
+mod lock;
 pub mod pool;
+pub mod runloop;
 mod sync;
+mod wait;
 
 pub use baton::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
+pub use co_queue::CoQueue;
 pub use coroutine::{Builder, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
+pub use lock::{CoMutex, CoMutexGuard, CoRwLock, CoRwLockReadGuard, CoRwLockWriteGuard, Relock};
+pub use runloop::RunLoop;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

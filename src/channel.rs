@@ -1,0 +1,576 @@
+//! Channels between coroutines: multi-producer, multi-consumer queues whose [`send`](Sender::send) and
+//! [`recv`](Receiver::recv) wait by yielding to the [`RunLoop`](crate::RunLoop) when the channel is full or
+//! empty. The API and the errors have the shape of `crossbeam-channel`'s.
+//!
+//! - [`bounded(n)`](bounded) holds at most `n` messages; `bounded(0)` is a rendezvous: a send completes only
+//!   when a receiver takes the message.
+//! - [`unbounded()`](unbounded) never makes a sender wait.
+//! - Messages are delivered in the order they were sent; waiting senders and receivers are served in the
+//!   order they began waiting. Nothing sent is lost or delivered twice.
+//! - When every [`Sender`] has been dropped, receivers get the messages still queued, then [`RecvError`].
+//!   When every [`Receiver`] has been dropped, sending fails and gives the message back in [`SendError`];
+//!   messages still queued are dropped.
+//!
+//! Waiting happens in a coroutine spawned on a run loop (see [the rules](crate::runloop#coroutines-not-spawned-on-a-loop));
+//! outside coroutines, `send` and `recv` block the calling thread instead, so a plain thread can feed a loop
+//! or drain it (give the loop a [`KeepAlive`](crate::runloop::KeepAlive) meanwhile). A coroutine not spawned
+//! on a loop that would have to wait panics.
+//!
+//! ```
+//! use cothread::{channel, RunLoop};
+//!
+//! let mut rl = RunLoop::new();
+//! let (tx, rx) = channel::bounded(0); // rendezvous
+//! rl.spawn(move || {
+//!     for word in ["ping", "pong"] {
+//!         tx.send(word).unwrap();
+//!     }
+//! });
+//! let got = rl.spawn(move || rx.iter().collect::<Vec<_>>());
+//! rl.run();
+//! assert_eq!(got.take().unwrap(), ["ping", "pong"]);
+//! ```
+
+use std::collections::VecDeque;
+use std::error::Error;
+use std::fmt;
+
+use crate::sync::{Arc, Mutex};
+use crate::wait::{self, CLOSED, Outside, WAITING, WOKEN, Waiter};
+
+/// A channel holding at most `cap` messages; `cap == 0` makes every send wait for a receiver (rendezvous).
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    new(Some(cap))
+}
+
+/// A channel of unlimited capacity: sending never waits.
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    new(None)
+}
+
+fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(Chan {
+        cap,
+        state: Mutex::new(State {
+            buf: VecDeque::new(),
+            senders: 1,
+            receivers: 1,
+            recv_waiters: VecDeque::new(),
+            send_waiters: VecDeque::new(),
+        }),
+    });
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+struct Chan<T> {
+    /// `None`: unbounded.
+    cap: Option<usize>,
+    state: Mutex<State<T>>,
+}
+
+/// Invariants: `recv_waiters` is non-empty only while `buf` is empty and no sender waits; a node in
+/// `send_waiters` holds its message in its slot; a node in either queue is `WAITING`.
+struct State<T> {
+    buf: VecDeque<T>,
+    senders: usize,
+    receivers: usize,
+    recv_waiters: VecDeque<Arc<Waiter<T>>>,
+    send_waiters: VecDeque<Arc<Waiter<T>>>,
+}
+
+/// What [`State::offer`] did with a message.
+enum Offer<T> {
+    /// Delivered or queued; wake this receiver, if any.
+    Done(Option<Arc<Waiter<T>>>),
+    Full(T),
+    Disconnected(T),
+}
+
+impl<T> State<T> {
+    /// Delivers `value` to a waiting receiver, or queues it if there is room.
+    fn offer(&mut self, cap: Option<usize>, value: T) -> Offer<T> {
+        if self.receivers == 0 {
+            return Offer::Disconnected(value);
+        }
+        if let Some(receiver) = self.recv_waiters.pop_front() {
+            *receiver.slot.lock() = Some(value);
+            receiver.set(WOKEN);
+            return Offer::Done(Some(receiver));
+        }
+        if cap.is_none_or(|cap| self.buf.len() < cap) {
+            self.buf.push_back(value);
+            return Offer::Done(None);
+        }
+        Offer::Full(value)
+    }
+
+    /// Takes the next message: from the buffer (refilling it from the first waiting sender), or straight from
+    /// a waiting sender (rendezvous). Also returns the sender to wake, if any.
+    fn take(&mut self) -> Option<(T, Option<Arc<Waiter<T>>>)> {
+        if let Some(value) = self.buf.pop_front() {
+            let sender = self.send_waiters.pop_front();
+            if let Some(sender) = &sender {
+                if let Some(next) = sender.slot.lock().take() {
+                    self.buf.push_back(next);
+                }
+                sender.set(WOKEN);
+            }
+            return Some((value, sender));
+        }
+        let sender = self.send_waiters.pop_front()?;
+        let value = sender.slot.lock().take();
+        sender.set(WOKEN);
+        // A waiting sender always holds its message.
+        value.map(|value| (value, Some(sender)))
+    }
+
+    /// Gives a message back to the channel, first in line: to the next waiting receiver, or the buffer's
+    /// front. Returns the receiver to wake.
+    fn give_back(&mut self, value: T) -> Option<Arc<Waiter<T>>> {
+        match self.recv_waiters.pop_front() {
+            Some(receiver) => {
+                *receiver.slot.lock() = Some(value);
+                receiver.set(WOKEN);
+                Some(receiver)
+            }
+            None => {
+                self.buf.push_front(value);
+                None
+            }
+        }
+    }
+}
+
+/// The sending side of a channel. Clone it for more senders; the channel disconnects for receivers when the
+/// last one is dropped.
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The receiving side of a channel. Clone it for more receivers (each message goes to one of them); the
+/// channel disconnects for senders when the last one is dropped.
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Sends `value`, waiting (yielding to the run loop) while the channel is full; for `bounded(0)`, until a
+    /// receiver takes it. Fails, giving the value back, if every receiver has been dropped (also while
+    /// waiting).
+    ///
+    /// Outside coroutines, blocks the calling thread instead of yielding.
+    ///
+    /// # Panics
+    /// If it has to wait in a coroutine not spawned on a [`RunLoop`](crate::RunLoop).
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let node = {
+            let mut st = self.chan.state.lock();
+            match st.offer(self.chan.cap, value) {
+                Offer::Done(receiver) => {
+                    drop(st);
+                    if let Some(receiver) = receiver {
+                        receiver.wake();
+                    }
+                    return Ok(());
+                }
+                Offer::Disconnected(value) => return Err(SendError(value)),
+                Offer::Full(value) => {
+                    let node = Waiter::for_current("Sender::send()", Outside::Park, Some(value));
+                    st.send_waiters.push_back(node.clone());
+                    node
+                }
+            }
+        };
+        node.block(|| {
+            let mut st = self.chan.state.lock();
+            if node.state() == WAITING {
+                // Dropped while waiting: the message is dropped with the node, never delivered.
+                wait::remove(&mut st.send_waiters, &node);
+            }
+        });
+        // A receiver took the message, or the channel disconnected and the message is still ours.
+        match node.slot.lock().take() {
+            None => Ok(()),
+            Some(value) => Err(SendError(value)),
+        }
+    }
+
+    /// Sends `value` if that needs no wait: there is room, or (for `bounded(0)`) a receiver waits.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut st = self.chan.state.lock();
+        match st.offer(self.chan.cap, value) {
+            Offer::Done(receiver) => {
+                drop(st);
+                if let Some(receiver) = receiver {
+                    receiver.wake();
+                }
+                Ok(())
+            }
+            Offer::Full(value) => Err(TrySendError::Full(value)),
+            Offer::Disconnected(value) => Err(TrySendError::Disconnected(value)),
+        }
+    }
+
+    /// The number of messages queued (a snapshot).
+    pub fn len(&self) -> usize {
+        self.chan.state.lock().buf.len()
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity: `Some(n)` for `bounded(n)`, `None` for `unbounded()`.
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.cap
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives the next message, waiting (yielding to the run loop) while the channel is empty. Fails once
+    /// the channel is empty and every sender has been dropped.
+    ///
+    /// Outside coroutines, blocks the calling thread instead of yielding.
+    ///
+    /// # Panics
+    /// If it has to wait in a coroutine not spawned on a [`RunLoop`](crate::RunLoop).
+    pub fn recv(&self) -> Result<T, RecvError> {
+        let node = {
+            let mut st = self.chan.state.lock();
+            if let Some((value, sender)) = st.take() {
+                drop(st);
+                if let Some(sender) = sender {
+                    sender.wake();
+                }
+                return Ok(value);
+            }
+            if st.senders == 0 {
+                return Err(RecvError);
+            }
+            let node = Waiter::for_current("Receiver::recv()", Outside::Park, None);
+            st.recv_waiters.push_back(node.clone());
+            node
+        };
+        node.block(|| {
+            let receiver = {
+                let mut st = self.chan.state.lock();
+                if node.state() == WAITING {
+                    wait::remove(&mut st.recv_waiters, &node);
+                    None
+                } else {
+                    // Handed a message but dropped before running: it goes to the next in line.
+                    let value = node.slot.lock().take();
+                    value.and_then(|value| st.give_back(value))
+                }
+            };
+            if let Some(receiver) = receiver {
+                receiver.wake();
+            }
+        });
+        match node.slot.lock().take() {
+            Some(value) => Ok(value),
+            None => Err(RecvError),
+        }
+    }
+
+    /// Receives a message if one is ready (queued, or offered by a waiting sender).
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut st = self.chan.state.lock();
+        match st.take() {
+            Some((value, sender)) => {
+                drop(st);
+                if let Some(sender) = sender {
+                    sender.wake();
+                }
+                Ok(value)
+            }
+            None if st.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// A blocking iterator: [`recv`](Receiver::recv) until the channel disconnects.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the messages ready now ([`try_recv`](Receiver::try_recv) until it fails).
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+
+    /// The number of messages queued (a snapshot).
+    pub fn len(&self) -> usize {
+        self.chan.state.lock().buf.len()
+    }
+
+    /// Whether no message is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity: `Some(n)` for `bounded(n)`, `None` for `unbounded()`.
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.cap
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        self.chan.state.lock().senders += 1;
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Receiver<T> {
+        self.chan.state.lock().receivers += 1;
+        Receiver {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let closed: Vec<_> = {
+            let mut st = self.chan.state.lock();
+            st.senders -= 1;
+            if st.senders > 0 {
+                return;
+            }
+            for node in &st.recv_waiters {
+                node.set(CLOSED);
+            }
+            st.recv_waiters.drain(..).collect()
+        };
+        wait::wake_all(closed);
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let (closed, dropped): (Vec<_>, VecDeque<T>) = {
+            let mut st = self.chan.state.lock();
+            st.receivers -= 1;
+            if st.receivers > 0 {
+                return;
+            }
+            for node in &st.send_waiters {
+                node.set(CLOSED);
+            }
+            (
+                st.send_waiters.drain(..).collect(),
+                std::mem::take(&mut st.buf),
+            )
+        };
+        // The messages' destructors run outside the channel's lock.
+        drop(dropped);
+        wait::wake_all(closed);
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Blocking iterator over a [`Receiver`]'s messages, from [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over the messages ready now, from [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Owning blocking iterator over a [`Receiver`]'s messages.
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}
+
+/// [`Sender::send`] failed because every receiver has been dropped; holds the message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+impl<T> SendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError { .. }")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a disconnected channel")
+    }
+}
+
+impl<T> Error for SendError<T> {}
+
+/// [`Sender::try_send`] failed; holds the message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The channel is full (for `bounded(0)`: no receiver waits).
+    Full(T),
+    /// Every receiver has been dropped.
+    Disconnected(T),
+}
+
+impl<T> TrySendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(v) | TrySendError::Disconnected(v) => v,
+        }
+    }
+
+    /// Whether the send failed because the channel was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+
+    /// Whether the send failed because every receiver has been dropped.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TrySendError::Disconnected(_))
+    }
+}
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(err: SendError<T>) -> TrySendError<T> {
+        TrySendError::Disconnected(err.0)
+    }
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Disconnected(_) => f.write_str("Disconnected(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("sending on a full channel"),
+            TrySendError::Disconnected(_) => f.write_str("sending on a disconnected channel"),
+        }
+    }
+}
+
+impl<T> Error for TrySendError<T> {}
+
+/// [`Receiver::recv`] failed because the channel is empty and every sender has been dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecvError;
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("receiving on an empty and disconnected channel")
+    }
+}
+
+impl Error for RecvError {}
+
+/// [`Receiver::try_recv`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message is ready.
+    Empty,
+    /// The channel is empty and every sender has been dropped.
+    Disconnected,
+}
+
+impl TryRecvError {
+    /// Whether no message was ready.
+    pub fn is_empty(&self) -> bool {
+        *self == TryRecvError::Empty
+    }
+
+    /// Whether the channel is empty and disconnected.
+    pub fn is_disconnected(&self) -> bool {
+        *self == TryRecvError::Disconnected
+    }
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(_: RecvError) -> TryRecvError {
+        TryRecvError::Disconnected
+    }
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("receiving on an empty channel"),
+            TryRecvError::Disconnected => {
+                f.write_str("receiving on an empty and disconnected channel")
+            }
+        }
+    }
+}
+
+impl Error for TryRecvError {}

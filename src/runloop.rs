@@ -1,0 +1,676 @@
+//! The run loop: a [`RunLoop`] owns coroutines spawned onto it and enters the runnable ones, in FIFO order
+//! (QEMU's `AioContext` with `aio_co_schedule` / `aio_co_wake`), plus [`sleep`] (`qemu_co_sleep_ns`), [`wake`]
+//! and [`yield_to_loop`].
+//!
+//! ```
+//! use cothread::channel;
+//! use cothread::RunLoop;
+//!
+//! let mut rl = RunLoop::new();
+//! let (tx, rx) = channel::bounded(1);
+//! let sum = rl.spawn(move || rx.iter().sum::<u32>());
+//! rl.spawn(move || {
+//!     for i in 1..=10 {
+//!         tx.send(i).unwrap(); // waits (yields to the loop) while the channel is full
+//!     }
+//! });
+//! rl.run();
+//! assert_eq!(sum.take(), Some(55));
+//! ```
+//!
+//! # How waiting and waking work
+//!
+//! A coroutine spawned on a loop (a *task*) that has to wait — a contended [`CoMutex`](crate::CoMutex), a
+//! [`CoQueue::wait`](crate::CoQueue::wait), a full or empty [channel](crate::channel), [`sleep`] — records
+//! itself in the primitive's wait queue and yields back to the loop, which entered it. Whoever satisfies the
+//! wait (unlocks, notifies, sends) takes it out of the queue, hands it what it waited for (the lock itself, the
+//! message), and *schedules* it on its loop; the loop enters it again. So the loop is the only one that enters
+//! its tasks, wherever the wake-up comes from:
+//!
+//! - a wake-up made by the task that the loop is running goes into a list that the loop enters right after
+//!   that task yields or finishes, in FIFO order, before anything else runnable (QEMU's `co_queue_wakeup`).
+//!   So a chain of hand-offs runs without detours; to keep a ring of tasks that wake each other from starving
+//!   the others, at most [`MAX_WAKE_CHAIN`] tasks in a row are entered this way;
+//! - any other wake-up (from outside coroutines, from another loop's task, from another OS thread) puts the
+//!   task at the tail of its loop's run queue at once and wakes the loop's thread if it sleeps
+//!   (`aio_co_wake` across contexts). Wake-ups from outside coroutines are not entered on the waker's stack.
+//!
+//! Everything the two sides share goes through the crate's `Mutex` and atomics: on the thread backend a task
+//! runs on a thread of its own, and wake-ups can come from any thread.
+//!
+//! A task that calls plain [`yield_now`] is suspended until something wakes it (an explicit
+//! [`wake`], or a primitive it waits on); [`yield_to_loop`] instead lets the other runnable tasks run and comes
+//! back. Being entered does not prove that the awaited thing happened (anybody may [`wake`] a task): the
+//! primitives check, and wait again if not.
+//!
+//! # Coroutines not spawned on a loop
+//!
+//! A coroutine that the caller enters itself ([`Coroutine::enter`](crate::Coroutine::enter)) can use the
+//! primitives as long as it does not have to wait: an uncontended lock, a `try_*`, a `send` with room, a
+//! notify. If it would have to wait, it panics, naming the operation: nothing would enter it again when it is
+//! woken (its enterer does not know about the wait queue, and entering it from the waker's thread would race
+//! with the enterer). Spawn it on a loop instead. The same holds for a coroutine entered by a task (nested):
+//! it is not a task itself.
+//!
+//! Outside coroutines, channel operations that must wait park the calling OS thread (so a plain thread can
+//! feed a loop); locking a `CoMutex` or `CoRwLock`, `CoQueue::wait` and [`sleep`] panic.
+//!
+//! # When `run` gives up
+//!
+//! [`RunLoop::run`] returns when every task has finished. When no task is runnable and no [`sleep`] is pending,
+//! only something outside the loop can still wake a task: another thread or another loop. The loop cannot see
+//! who holds a sender or a lock, so it relies on being told: while a [`KeepAlive`] exists it sleeps until
+//! woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
+//! returns at that point instead, with the number of tasks that still wait.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, yield_now};
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Arc, Condvar, Mutex};
+use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
+
+/// A coroutine spawned on a loop, as the wait queues and the registry see it.
+pub(crate) struct Task {
+    co: CoroutineRef,
+    id: u64,
+    home: Arc<Shared>,
+    /// In `runnable` or `front` (or about to be entered). Read and written only under `home.state`'s lock.
+    scheduled: AtomicBool,
+    /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]). Under `home.state`'s lock.
+    via_front: AtomicBool,
+}
+
+/// How many tasks in a row the loop enters because the task before woke them (QEMU's `co_queue_wakeup`
+/// order). Past that, wake-ups go to the tail until a task from the run queue has run, so that tasks waking
+/// each other in a ring cannot starve the rest of the loop. (Tokio bounds its "LIFO slot" for the same
+/// reason.)
+pub const MAX_WAKE_CHAIN: u32 = 16;
+
+impl Task {
+    /// The id of the task's coroutine.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// The part of a loop that wakers on any thread reach.
+struct Shared {
+    state: Mutex<State>,
+    /// The loop's thread sleeps here when nothing is runnable.
+    cvar: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Tasks to enter, in order.
+    runnable: VecDeque<Arc<Task>>,
+    /// Tasks woken by the running task: entered right after it, before `runnable`.
+    front: Vec<Arc<Task>>,
+    /// The id of the task the loop is entering, 0 when none.
+    running: u64,
+    /// How many tasks in a row were entered as wake-ups of the task before, up to the running one.
+    chain: u32,
+    /// Pending sleeps, earliest first.
+    timers: BinaryHeap<Timer>,
+    /// Tie-breaker that keeps equal deadlines in FIFO order.
+    timer_seq: u64,
+    /// The loop's thread sleeps on `cvar`.
+    parked: bool,
+    /// Live [`KeepAlive`]s.
+    keep_alive: usize,
+}
+
+/// One pending [`sleep`].
+struct Timer {
+    deadline: Instant,
+    seq: u64,
+    node: Arc<Waiter>,
+    task: Arc<Task>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Timer) -> bool {
+        (self.deadline, self.seq) == (other.deadline, other.seq)
+    }
+}
+
+impl Eq for Timer {}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timer {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest deadline first.
+    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+/// Every live task of every loop, by coroutine id, so that code inside a coroutine can find its loop
+/// ([`current_task`]) and [`wake`] can find a handle's. Sharded to keep unrelated loops apart.
+struct Registry {
+    shards: [Mutex<HashMap<u64, Arc<Task>>>; SHARDS],
+}
+
+const SHARDS: usize = 16;
+
+impl Registry {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Arc<Task>>> {
+        // `id % SHARDS` is below SHARDS, so the cast cannot truncate.
+        &self.shards[(id % SHARDS as u64) as usize]
+    }
+}
+
+crate::sync::global! {
+    static REGISTRY: Registry = Registry {
+        shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+    };
+}
+
+/// The task record of the coroutine the caller runs in, if that coroutine was spawned on a loop.
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    let id = current()?.id();
+    REGISTRY.shard(id).lock().get(&id).cloned()
+}
+
+/// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
+/// `co_queue_wakeup`), else at the tail of the run queue, waking the loop's thread if it sleeps. Does nothing
+/// if the task is already scheduled.
+pub(crate) fn schedule(task: &Arc<Task>) {
+    let waker = current().map(|c| c.id());
+    let mut st = task.home.state.lock();
+    if task.scheduled.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if st.running != 0 && waker == Some(st.running) && st.chain < MAX_WAKE_CHAIN {
+        task.via_front.store(true, Ordering::Relaxed);
+        st.front.push(task.clone());
+    } else {
+        st.runnable.push_back(task.clone());
+        if st.parked {
+            task.home.cvar.notify_one();
+        }
+    }
+}
+
+/// Makes the coroutine `co` runnable on the loop it was spawned on (QEMU's `aio_co_wake`). Returns `false`
+/// (and does nothing) if `co` is not a task of a loop, or has finished.
+///
+/// Called from the task that the loop is running, `co` is entered right after that task yields or finishes
+/// (within [`MAX_WAKE_CHAIN`]);
+/// from anywhere else, `co` goes to the tail of its loop's run queue and the loop's thread is woken if it
+/// sleeps. Waking a task that is already runnable does nothing; waking one that waits on a primitive enters it
+/// once, and the primitive makes it wait again.
+///
+/// ```
+/// use cothread::{runloop, yield_now, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let task = rl.spawn(|| {
+///     yield_now(); // suspended until woken
+///     "woken"
+/// });
+/// assert_eq!(rl.run_until_stalled(), 1);
+/// assert!(runloop::wake(task.coroutine()));
+/// rl.run();
+/// assert_eq!(task.take(), Some("woken"));
+/// ```
+pub fn wake(co: &CoroutineRef) -> bool {
+    let id = co.id();
+    let task = REGISTRY.shard(id).lock().get(&id).cloned();
+    match task {
+        Some(task) => {
+            schedule(&task);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Puts the calling task at the tail of its loop's run queue and yields, so that the other runnable tasks run
+/// first (`aio_co_schedule(ctx, self)` then `qemu_coroutine_yield()`).
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use cothread::{runloop, RunLoop};
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let mut rl = RunLoop::new();
+/// for name in ["a", "b"] {
+///     let log = log.clone();
+///     rl.spawn(move || {
+///         for i in 0..2 {
+///             log.lock().unwrap().push(format!("{name}{i}"));
+///             runloop::yield_to_loop();
+///         }
+///     });
+/// }
+/// rl.run();
+/// assert_eq!(*log.lock().unwrap(), ["a0", "b0", "a1", "b1"]);
+/// ```
+pub fn yield_to_loop() {
+    let Some(task) = current_task() else {
+        panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
+    };
+    {
+        let mut st = task.home.state.lock();
+        if !task.scheduled.swap(true, Ordering::Relaxed) {
+            st.runnable.push_back(task.clone());
+        }
+    }
+    yield_now();
+}
+
+/// Suspends the calling task for at least `duration` (QEMU's `qemu_co_sleep_ns`); its loop enters it again
+/// once the time has passed. Sleeps with equal deadlines end in the order they began.
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`] (outside coroutines, use
+/// `std::thread::sleep`).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cothread::{runloop, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let start = Instant::now();
+/// let slept = rl.spawn(move || {
+///     runloop::sleep(Duration::from_millis(5));
+///     start.elapsed()
+/// });
+/// rl.run();
+/// assert!(slept.take().unwrap() >= Duration::from_millis(5));
+/// ```
+pub fn sleep(duration: Duration) {
+    let node: Arc<Waiter> = Waiter::for_current("sleep()", Outside::Panic, None);
+    let Some(task) = node.task().cloned() else {
+        // `Outside::Panic` leaves only tasks.
+        return;
+    };
+    {
+        let mut st = task.home.state.lock();
+        // A deadline beyond what `Instant` can hold never comes: the task then waits for an explicit wake.
+        if let Some(deadline) = Instant::now().checked_add(duration) {
+            st.timer_seq += 1;
+            let seq = st.timer_seq;
+            st.timers.push(Timer {
+                deadline,
+                seq,
+                node: node.clone(),
+                task: task.clone(),
+            });
+        }
+    }
+    node.block(|| {
+        // Dropped while asleep: the loop skips a timer whose node no longer waits.
+        let _st = task.home.state.lock();
+        if node.state() == WAITING {
+            node.set(CLOSED);
+        }
+    });
+}
+
+/// A loop that runs coroutines: it owns the coroutines spawned onto it and enters the runnable ones in FIFO
+/// order until they have all finished (QEMU's `AioContext` and `aio_poll`). See the [module
+/// documentation](self) for how waiting and waking work.
+///
+/// A panic inside a task comes out of [`run`](RunLoop::run) (or
+/// [`run_until_stalled`](RunLoop::run_until_stalled)) with its payload; the task has then finished, and the
+/// loop can be run again. Dropping the loop drops the tasks that have not finished, which unwinds their stacks
+/// (see [`Coroutine`]): a task waiting on a lock or a channel leaves its queue.
+pub struct RunLoop {
+    shared: Arc<Shared>,
+    /// The tasks that have not finished, by id.
+    coroutines: HashMap<u64, Coroutine<()>>,
+}
+
+/// A handle to a task spawned on a [`RunLoop`]: whether it has finished, and its value.
+pub struct JoinHandle<R> {
+    co: CoroutineRef,
+    result: Arc<Mutex<Option<R>>>,
+}
+
+impl<R> JoinHandle<R> {
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.co.is_finished()
+    }
+
+    /// The value the task returned, once: `None` before it has finished, and after the value was taken.
+    pub fn take(&self) -> Option<R> {
+        self.result.lock().take()
+    }
+
+    /// The task's coroutine, e.g. for [`wake`].
+    pub fn coroutine(&self) -> &CoroutineRef {
+        &self.co
+    }
+}
+
+impl<R> fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("coroutine", &self.co)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tells a [`RunLoop`] that something outside it (another thread, another loop) may still wake its tasks:
+/// while one exists, [`RunLoop::run`] sleeps when no task is runnable instead of reporting a deadlock. Made by
+/// [`RunLoop::keep_alive`]; `Send`, so it can go to the thread that will do the waking. Cloning makes another.
+///
+/// ```
+/// use cothread::{channel, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let (tx, rx) = channel::unbounded();
+/// let got = rl.spawn(move || rx.recv().unwrap());
+/// let keep = rl.keep_alive();
+/// let feeder = std::thread::spawn(move || {
+///     tx.send(7).unwrap();
+///     drop(keep); // nothing more will come from here
+/// });
+/// rl.run();
+/// feeder.join().unwrap();
+/// assert_eq!(got.take(), Some(7));
+/// ```
+pub struct KeepAlive {
+    shared: Arc<Shared>,
+}
+
+impl Clone for KeepAlive {
+    fn clone(&self) -> KeepAlive {
+        self.shared.state.lock().keep_alive += 1;
+        KeepAlive {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.keep_alive -= 1;
+        if st.parked {
+            self.shared.cvar.notify_one();
+        }
+    }
+}
+
+impl fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeepAlive").finish_non_exhaustive()
+    }
+}
+
+/// What [`RunLoop::next`] does when nothing is runnable and no sleep is pending.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhenStalled {
+    Return,
+    WaitOrPanic,
+}
+
+impl Default for RunLoop {
+    fn default() -> RunLoop {
+        RunLoop::new()
+    }
+}
+
+impl RunLoop {
+    /// An empty loop.
+    pub fn new() -> RunLoop {
+        RunLoop {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                cvar: Condvar::new(),
+            }),
+            coroutines: HashMap::new(),
+        }
+    }
+
+    /// Spawns a coroutine running `f` onto the loop, runnable at the tail of the run queue; runs nothing now.
+    ///
+    /// # Panics
+    /// Where [`Builder::spawn`] would return `Err` (the operating system refuses a thread).
+    pub fn spawn<F, R>(&mut self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        match self.spawn_with(Builder::new(), f) {
+            Ok(handle) => handle,
+            Err(e) => panic!("cothread: failed to create a coroutine: {e}"),
+        }
+    }
+
+    /// Spawns a coroutine made by `builder` (name, stack size, backend) onto the loop.
+    pub fn spawn_with<F, R>(&mut self, builder: Builder, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let result = Arc::new(Mutex::new(None));
+        let slot = result.clone();
+        let co = builder.spawn(move || {
+            let value = f();
+            *slot.lock() = Some(value);
+        })?;
+        let handle = co.handle();
+        let id = handle.id();
+        let task = Arc::new(Task {
+            co: handle.clone(),
+            id,
+            home: self.shared.clone(),
+            scheduled: AtomicBool::new(true),
+            via_front: AtomicBool::new(false),
+        });
+        REGISTRY.shard(id).lock().insert(id, task.clone());
+        self.coroutines.insert(id, co);
+        self.shared.state.lock().runnable.push_back(task);
+        Ok(JoinHandle { co: handle, result })
+    }
+
+    /// The number of tasks that have not finished.
+    pub fn len(&self) -> usize {
+        self.coroutines.len()
+    }
+
+    /// Whether every task has finished.
+    pub fn is_empty(&self) -> bool {
+        self.coroutines.is_empty()
+    }
+
+    /// A [`KeepAlive`] for this loop.
+    pub fn keep_alive(&self) -> KeepAlive {
+        self.shared.state.lock().keep_alive += 1;
+        KeepAlive {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs tasks until every one has finished, sleeping while the only thing left to wait for is a
+    /// [`sleep`] or (while a [`KeepAlive`] exists) a wake-up from outside the loop.
+    ///
+    /// # Panics
+    /// - "deadlocked" when tasks remain but none is runnable, no sleep is pending and no [`KeepAlive`] exists:
+    ///   nothing can wake them. The message says how many wait.
+    /// - with a task's own panic payload, if a task panics.
+    pub fn run(&mut self) {
+        self.drive(WhenStalled::WaitOrPanic);
+    }
+
+    /// Runs tasks until none is runnable and no [`sleep`] is pending (sleeping for those), and returns how many
+    /// tasks have not finished: those wait for a wake-up from outside the loop. 0 means all have finished.
+    ///
+    /// # Panics
+    /// With a task's own panic payload, if a task panics.
+    pub fn run_until_stalled(&mut self) -> usize {
+        self.drive(WhenStalled::Return);
+        self.coroutines.len()
+    }
+
+    fn drive(&mut self, when_stalled: WhenStalled) {
+        while let Some(task) = self.next(when_stalled) {
+            let Some(co) = self.coroutines.get_mut(&task.id) else {
+                continue;
+            };
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| co.enter()));
+            let finished = co.is_finished();
+            {
+                let mut st = self.shared.state.lock();
+                st.running = 0;
+                let woken = std::mem::take(&mut st.front);
+                for t in woken.into_iter().rev() {
+                    st.runnable.push_front(t);
+                }
+            }
+            if finished {
+                self.coroutines.remove(&task.id);
+                REGISTRY.shard(task.id).lock().remove(&task.id);
+            }
+            if let Err(payload) = outcome {
+                panic::resume_unwind(payload);
+            }
+        }
+    }
+
+    /// The next task to enter (marked running), or `None` when the loop should return.
+    fn next(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
+        let mut st = self.shared.state.lock();
+        loop {
+            let next_deadline = fire_due_timers(&mut st);
+            while let Some(task) = st.runnable.pop_front() {
+                task.scheduled.store(false, Ordering::Relaxed);
+                let chained = task.via_front.swap(false, Ordering::Relaxed);
+                if self.coroutines.contains_key(&task.id) {
+                    st.chain = if chained { st.chain + 1 } else { 0 };
+                    st.running = task.id;
+                    return Some(task);
+                }
+            }
+            if self.coroutines.is_empty() {
+                return None;
+            }
+            if let Some(deadline) = next_deadline {
+                st.parked = true;
+                #[cfg(not(loom))]
+                self.shared.cvar.wait_until(&mut st, deadline);
+                #[cfg(loom)]
+                {
+                    let _ = deadline;
+                    self.shared.cvar.wait(&mut st);
+                }
+                st.parked = false;
+                continue;
+            }
+            if when_stalled == WhenStalled::Return {
+                return None;
+            }
+            if st.keep_alive > 0 {
+                st.parked = true;
+                self.shared.cvar.wait(&mut st);
+                st.parked = false;
+                continue;
+            }
+            drop(st);
+            panic!("{}", self.deadlock_message());
+        }
+    }
+
+    fn deadlock_message(&self) -> String {
+        const SHOWN: usize = 8;
+        let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();
+        ids.sort_unstable();
+        let names: Vec<String> = ids
+            .iter()
+            .take(SHOWN)
+            .map(|id| match self.coroutines[id].handle().name() {
+                Some(name) => format!("{id} ({name})"),
+                None => id.to_string(),
+            })
+            .collect();
+        let more = if ids.len() > SHOWN { ", ..." } else { "" };
+        let n = ids.len();
+        let what = if n == 1 {
+            "coroutine waits"
+        } else {
+            "coroutines wait"
+        };
+        format!(
+            "cothread: RunLoop::run() deadlocked: {n} {what} for a wake-up that nothing can send (none is \
+             runnable, no sleep is pending, no KeepAlive exists); ids: {}{more}",
+            names.join(", ")
+        )
+    }
+}
+
+/// Fires the timers that are due (their tasks go to the tail of the run queue); returns the earliest deadline
+/// still pending.
+fn fire_due_timers(st: &mut State) -> Option<Instant> {
+    st.timers.peek()?;
+    let now = Instant::now();
+    while let Some(timer) = st.timers.peek() {
+        if timer.node.state() != WAITING {
+            st.timers.pop();
+            continue;
+        }
+        if timer.deadline > now {
+            return Some(timer.deadline);
+        }
+        if let Some(timer) = st.timers.pop() {
+            timer.node.set(WOKEN);
+            if !timer.task.scheduled.swap(true, Ordering::Relaxed) {
+                st.runnable.push_back(timer.task);
+            }
+        }
+    }
+    None
+}
+
+impl Drop for RunLoop {
+    fn drop(&mut self) {
+        // Drop the unfinished tasks in the order they were spawned; each unwinds from where it waits, which
+        // may hand locks or messages to other tasks of this loop (scheduling them here, harmlessly).
+        let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let co = self.coroutines.remove(&id);
+            drop(co);
+            REGISTRY.shard(id).lock().remove(&id);
+        }
+        // Break the cycles task -> loop -> queues -> task.
+        let mut st = self.shared.state.lock();
+        let runnable = std::mem::take(&mut st.runnable);
+        let front = std::mem::take(&mut st.front);
+        let timers = std::mem::take(&mut st.timers);
+        drop(st);
+        drop((runnable, front, timers));
+    }
+}
+
+impl fmt::Debug for RunLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunLoop")
+            .field("tasks", &self.coroutines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("co", &self.co)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,407 @@
+//! The run loop: FIFO order, wake-ups (from the running task, from outside, from other threads), sleeps,
+//! deadlock reports, panics, dropping a loop with suspended tasks.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cothread::runloop::{self, sleep, yield_to_loop};
+use cothread::{Builder, Coroutine, RunLoop, channel, current, yield_now};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+fn push(log: &Log, what: impl Into<String>) {
+    log.lock().unwrap().push(what.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// The message of a caught panic payload.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string payload>".to_string()
+    }
+}
+
+#[test]
+fn tasks_run_in_spawn_order_and_values_come_back() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let log = log.clone();
+            rl.spawn(move || {
+                push(&log, format!("t{i}"));
+                i * 10
+            })
+        })
+        .collect();
+    assert_eq!(rl.len(), 4);
+    assert!(log.lock().unwrap().is_empty(), "spawning runs nothing");
+    rl.run();
+    assert!(rl.is_empty());
+    assert_eq!(entries(&log), ["t0", "t1", "t2", "t3"]);
+    for (i, h) in handles.iter().enumerate() {
+        assert!(h.is_finished());
+        assert_eq!(h.take(), Some(i * 10));
+        assert_eq!(h.take(), None, "the value is taken once");
+    }
+}
+
+#[test]
+fn yield_to_loop_round_robins() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    for name in ["a", "b", "c"] {
+        let log = log.clone();
+        rl.spawn(move || {
+            for i in 0..3 {
+                push(&log, format!("{name}{i}"));
+                yield_to_loop();
+            }
+        });
+    }
+    rl.run();
+    assert_eq!(
+        entries(&log),
+        ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+    );
+}
+
+#[test]
+fn a_plain_yield_waits_for_a_wake() {
+    let mut rl = RunLoop::new();
+    let entered = Arc::new(AtomicUsize::new(0));
+    let e = entered.clone();
+    let task = rl.spawn(move || {
+        e.fetch_add(1, Ordering::SeqCst);
+        yield_now();
+        e.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(rl.run_until_stalled(), 1);
+    assert_eq!(entered.load(Ordering::SeqCst), 1);
+    assert_eq!(rl.run_until_stalled(), 1, "nobody woke it");
+    assert!(runloop::wake(task.coroutine()));
+    assert!(
+        runloop::wake(task.coroutine()),
+        "waking twice queues it once"
+    );
+    assert_eq!(rl.run_until_stalled(), 0);
+    assert_eq!(entered.load(Ordering::SeqCst), 2);
+    assert!(
+        !runloop::wake(task.coroutine()),
+        "a finished task is not woken"
+    );
+}
+
+#[test]
+fn wake_of_a_coroutine_not_on_a_loop_is_refused() {
+    let co = Coroutine::new(|| ());
+    assert!(!runloop::wake(&co.handle()));
+}
+
+#[test]
+fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order() {
+    // QEMU's co_queue_wakeup: A wakes C then B; they run right after A yields, before D, which was
+    // runnable first.
+    let log = log();
+    let mut rl = RunLoop::new();
+    let sleeper = |name: &'static str| {
+        let log = log.clone();
+        move || {
+            yield_now();
+            push(&log, name);
+        }
+    };
+    let b = rl.spawn(sleeper("b"));
+    let c = rl.spawn(sleeper("c"));
+    assert_eq!(rl.run_until_stalled(), 2);
+    let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
+    let l = log.clone();
+    rl.spawn(move || {
+        runloop::wake(&lc);
+        runloop::wake(&lb);
+        push(&l, "a wakes");
+        yield_to_loop();
+        push(&l, "a again");
+    });
+    let l = log.clone();
+    rl.spawn(move || push(&l, "d"));
+    rl.run();
+    assert_eq!(entries(&log), ["a wakes", "c", "b", "d", "a again"]);
+}
+
+#[test]
+fn wake_ups_from_outside_go_to_the_tail() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let l = log.clone();
+    let waiting = rl.spawn(move || {
+        yield_now();
+        push(&l, "woken");
+    });
+    assert_eq!(rl.run_until_stalled(), 1);
+    let l = log.clone();
+    rl.spawn(move || push(&l, "spawned first"));
+    assert!(runloop::wake(waiting.coroutine()));
+    rl.run();
+    assert_eq!(entries(&log), ["spawned first", "woken"]);
+}
+
+#[test]
+fn sleeps_end_in_deadline_order_and_last_at_least_their_duration() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let start = Instant::now();
+    let ms = |n| Duration::from_millis(n);
+    for (name, d) in [
+        ("30", ms(30)),
+        ("10", ms(10)),
+        ("20", ms(20)),
+        ("10b", ms(10)),
+    ] {
+        let log = log.clone();
+        rl.spawn(move || {
+            sleep(d);
+            assert!(start.elapsed() >= d, "slept at least {d:?}");
+            push(&log, name);
+        });
+    }
+    rl.run();
+    assert_eq!(entries(&log), ["10", "10b", "20", "30"]);
+}
+
+#[test]
+fn run_until_stalled_waits_for_sleeps() {
+    let mut rl = RunLoop::new();
+    let done = rl.spawn(|| sleep(Duration::from_millis(5)));
+    assert_eq!(rl.run_until_stalled(), 0);
+    assert!(done.is_finished());
+}
+
+#[test]
+fn a_deadlock_is_reported_with_the_number_of_stuck_coroutines() {
+    let mut rl = RunLoop::new();
+    let (tx, rx) = channel::bounded::<u32>(0);
+    let (tx2, rx2) = channel::bounded::<u32>(0);
+    // Each waits for the other to send first.
+    rl.spawn(move || {
+        let v = rx.recv().unwrap();
+        tx2.send(v).unwrap();
+    });
+    rl.spawn_with(Builder::new().name("stuck-b"), move || {
+        let v = rx2.recv().unwrap();
+        tx.send(v).unwrap();
+    })
+    .unwrap();
+    rl.spawn(|| ()); // finishes: not counted
+    let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
+    let msg = message(err);
+    assert!(msg.contains("deadlocked"), "{msg}");
+    assert!(msg.contains("2 coroutines wait"), "{msg}");
+    assert!(msg.contains("stuck-b"), "{msg}");
+    assert_eq!(rl.len(), 2);
+    drop(rl); // unwinds the two stuck tasks
+}
+
+#[test]
+fn a_keep_alive_lets_another_thread_wake_tasks() {
+    let mut rl = RunLoop::new();
+    let (tx, rx) = channel::unbounded();
+    let got = rl.spawn(move || rx.iter().sum::<u64>());
+    let keep = rl.keep_alive();
+    let feeder = std::thread::spawn(move || {
+        for i in 1..=100 {
+            tx.send(i).unwrap();
+        }
+        drop(keep);
+    });
+    rl.run();
+    feeder.join().unwrap();
+    assert_eq!(got.take(), Some(5050));
+}
+
+#[test]
+fn wake_from_another_thread_reaches_a_sleeping_loop() {
+    let mut rl = RunLoop::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let r = ready.clone();
+    let task = rl.spawn(move || {
+        r.store(true, Ordering::SeqCst);
+        while r.load(Ordering::SeqCst) {
+            yield_now(); // until the other thread clears the flag and wakes us
+        }
+        "woken"
+    });
+    let co = task.coroutine().clone();
+    let keep = rl.keep_alive();
+    let waker = std::thread::spawn(move || {
+        while !ready.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        ready.store(false, Ordering::SeqCst);
+        assert!(runloop::wake(&co));
+        drop(keep);
+    });
+    rl.run();
+    waker.join().unwrap();
+    assert_eq!(task.take(), Some("woken"));
+}
+
+#[test]
+fn dropping_the_last_keep_alive_turns_a_wait_into_a_deadlock_report() {
+    let mut rl = RunLoop::new();
+    rl.spawn(yield_now);
+    let keep = rl.keep_alive();
+    let keep2 = keep.clone();
+    drop(keep);
+    let t = std::thread::spawn(move || drop(keep2));
+    let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
+    t.join().unwrap();
+    assert!(message(err).contains("1 coroutine waits"));
+}
+
+#[test]
+fn a_panicking_task_reaches_run_and_the_loop_goes_on() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    rl.spawn(|| -> () { panic!("task failed") });
+    let l = log.clone();
+    let after = rl.spawn(move || push(&l, "after"));
+    let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
+    assert_eq!(message(err), "task failed");
+    assert_eq!(rl.len(), 1);
+    rl.run();
+    assert!(after.is_finished());
+    assert_eq!(entries(&log), ["after"]);
+}
+
+/// Counts drops.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn dropping_a_loop_drops_unstarted_bodies_unrun() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicBool::new(false));
+    let mut rl = RunLoop::new();
+    let (guard, r) = (DropCount(drops.clone()), ran.clone());
+    rl.spawn(move || {
+        let _g = guard;
+        r.store(true, Ordering::SeqCst);
+    });
+    drop(rl);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[test]
+fn dropping_a_loop_after_its_tasks_waited_runs_their_destructors() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut rl = RunLoop::new();
+    let (_tx, rx) = channel::bounded::<()>(0);
+    let d = drops.clone();
+    rl.spawn(move || {
+        let _g = DropCount(d);
+        let _ = rx.recv();
+    });
+    let d = drops.clone();
+    rl.spawn(move || {
+        let _g = DropCount(d);
+        yield_now();
+    });
+    assert_eq!(rl.run_until_stalled(), 2);
+    drop(rl);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn dropping_a_loop_with_a_pending_sleep_unwinds_the_sleeper() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut rl = RunLoop::new();
+    let d = drops.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    rl.spawn(move || {
+        let _g = DropCount(d);
+        s.store(true, Ordering::SeqCst);
+        sleep(Duration::from_secs(3600));
+    });
+    // A second task ends the run: it panics once the sleeper has started, which stops `run`.
+    rl.spawn(move || -> () {
+        yield_to_loop();
+        panic!("stop");
+    });
+    let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
+    assert_eq!(message(err), "stop");
+    assert!(started.load(Ordering::SeqCst));
+    drop(rl);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn sleep_and_yield_to_loop_outside_a_loop_panic() {
+    let err = catch_unwind(|| sleep(Duration::from_millis(1))).unwrap_err();
+    assert_eq!(message(err), "cothread: sleep() called outside a coroutine");
+    let err = catch_unwind(yield_to_loop).unwrap_err();
+    assert!(message(err).contains("outside a coroutine spawned on a RunLoop"));
+    let mut co = Coroutine::new(|| {
+        let err = catch_unwind(|| sleep(Duration::from_millis(1))).unwrap_err();
+        message(err)
+    });
+    let msg = co.enter().into_returned().unwrap();
+    assert!(msg.contains("not spawned on a RunLoop"), "{msg}");
+}
+
+#[test]
+fn current_inside_a_task_is_its_handle() {
+    let mut rl = RunLoop::new();
+    let t = rl.spawn(|| current().unwrap());
+    rl.run();
+    let seen = t.take().unwrap();
+    assert_eq!(&seen, t.coroutine());
+}
+
+#[test]
+fn tasks_waking_each_other_in_a_ring_do_not_starve_the_others() {
+    // A and B hand a token back and forth through rendezvous channels: every hand-off is a wake-up by the
+    // running task. A bystander that became runnable meanwhile still gets its turn long before they finish.
+    let rounds = if cfg!(miri) { 40 } else { 1000 };
+    let log = log();
+    let (to_b, from_a) = channel::bounded::<u32>(0);
+    let (to_a, from_b) = channel::bounded::<u32>(0);
+    let mut rl = RunLoop::new();
+    let l = log.clone();
+    rl.spawn(move || {
+        for i in 0..rounds {
+            to_b.send(i).unwrap();
+            from_b.recv().unwrap();
+        }
+        push(&l, "ring done");
+    });
+    rl.spawn(move || {
+        for v in from_a {
+            to_a.send(v).unwrap();
+        }
+    });
+    let l = log.clone();
+    rl.spawn(move || push(&l, "bystander"));
+    rl.run();
+    assert_eq!(entries(&log), ["bystander", "ring done"]);
+}
