@@ -574,3 +574,65 @@ impl fmt::Display for TryRecvError {
 }
 
 impl Error for TryRecvError {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn state<T>() -> State<T> {
+        State {
+            buf: VecDeque::new(),
+            senders: 1,
+            receivers: 1,
+            recv_waiters: VecDeque::new(),
+            send_waiters: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn a_rendezvous_takes_the_message_from_the_waiting_sender() {
+        let mut st = state();
+        let sender = Waiter::for_current("test", Outside::Park, Some(5));
+        st.send_waiters.push_back(sender.clone());
+        let (value, woken) = st.take().unwrap();
+        assert_eq!(value, 5);
+        assert!(Arc::ptr_eq(&woken.unwrap(), &sender));
+        assert_eq!(sender.state(), WOKEN);
+        assert!(sender.slot.lock().is_none(), "the message left the sender");
+        assert!(st.take().is_none());
+    }
+
+    #[test]
+    fn taking_from_a_full_buffer_moves_a_waiting_senders_message_in_behind() {
+        let mut st = state();
+        st.buf.extend([1, 2]);
+        let sender = Waiter::for_current("test", Outside::Park, Some(3));
+        st.send_waiters.push_back(sender.clone());
+        assert_eq!(st.take().unwrap().0, 1);
+        assert_eq!(st.buf, [2, 3]);
+        assert_eq!(sender.state(), WOKEN);
+    }
+
+    #[test]
+    fn offer_prefers_a_waiting_receiver_and_respects_capacity() {
+        let mut st = state();
+        let receiver = Waiter::for_current("test", Outside::Park, None);
+        st.recv_waiters.push_back(receiver.clone());
+        assert!(matches!(st.offer(Some(0), 9), Offer::Done(Some(_))));
+        assert_eq!(*receiver.slot.lock(), Some(9));
+        assert!(matches!(st.offer(Some(0), 10), Offer::Full(10)));
+        assert!(matches!(st.offer(Some(1), 10), Offer::Done(None)));
+        assert!(matches!(st.offer(Some(1), 11), Offer::Full(11)));
+        assert!(matches!(st.offer(None, 11), Offer::Done(None)));
+        st.receivers = 0;
+        assert!(matches!(st.offer(None, 12), Offer::Disconnected(12)));
+    }
+
+    #[test]
+    fn a_message_given_back_goes_first_in_line() {
+        let mut st = state();
+        st.buf.push_back(2);
+        assert!(st.give_back(1).is_none());
+        assert_eq!(st.buf, [1, 2]);
+    }
+}

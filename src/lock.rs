@@ -715,3 +715,64 @@ impl<T: fmt::Debug> fmt::Debug for CoRwLockWriteGuard<'_, T> {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn node() -> Arc<Waiter> {
+        Waiter::for_current("test", Outside::Park, None)
+    }
+
+    #[test]
+    fn admit_lets_in_the_readers_at_the_head_up_to_the_first_writer() {
+        let mut st = RwState {
+            readers: 0,
+            writer: false,
+            queue: VecDeque::new(),
+        };
+        let nodes: Vec<_> = (0..4).map(|_| node()).collect();
+        for (want, n) in [Want::Read, Want::Read, Want::Write, Want::Read]
+            .into_iter()
+            .zip(&nodes)
+        {
+            st.queue.push_back((want, n.clone()));
+        }
+        let woken = st.admit();
+        assert_eq!(woken.len(), 2);
+        assert_eq!((st.readers, st.writer, st.queue.len()), (2, false, 2));
+        assert!(nodes[..2].iter().all(|n| n.state() == wait::WOKEN));
+        assert_eq!(nodes[2].state(), WAITING);
+        st.release(Want::Read);
+        assert!(st.admit().is_empty(), "a reader still holds the lock");
+        st.release(Want::Read);
+        let woken = st.admit();
+        assert_eq!(woken.len(), 1, "the writer alone");
+        assert!(Arc::ptr_eq(&woken[0], &nodes[2]));
+        assert_eq!((st.readers, st.writer), (0, true));
+        assert!(st.admit().is_empty(), "nothing passes a writer");
+        st.release(Want::Write);
+        assert_eq!(st.admit().len(), 1);
+        assert_eq!((st.readers, st.writer, st.queue.len()), (1, false, 0));
+    }
+
+    #[test]
+    fn hand_on_gives_the_mutex_to_the_first_waiter_or_unlocks() {
+        let mut st = MutexState {
+            locked: true,
+            holder: 7,
+            waiters: VecDeque::new(),
+        };
+        let (a, b) = (node(), node());
+        st.waiters.push_back(a.clone());
+        st.waiters.push_back(b.clone());
+        let next = CoMutex::<()>::hand_on(&mut st).unwrap();
+        assert!(Arc::ptr_eq(&next, &a));
+        assert!(st.locked, "handed over, not released");
+        assert_eq!(a.state(), wait::WOKEN);
+        assert_eq!(b.state(), WAITING);
+        assert!(Arc::ptr_eq(&CoMutex::<()>::hand_on(&mut st).unwrap(), &b));
+        assert!(CoMutex::<()>::hand_on(&mut st).is_none());
+        assert!(!st.locked);
+    }
+}

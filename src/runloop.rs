@@ -273,7 +273,7 @@ pub fn yield_to_loop() {
 }
 
 /// Suspends the calling task for at least `duration` (QEMU's `qemu_co_sleep_ns`); its loop enters it again
-/// once the time has passed. Sleeps with equal deadlines end in the order they began.
+/// once the time has passed. See [`sleep_until`].
 ///
 /// # Panics
 /// If the caller is not a coroutine spawned on a [`RunLoop`] (outside coroutines, use
@@ -293,24 +293,36 @@ pub fn yield_to_loop() {
 /// assert!(slept.take().unwrap() >= Duration::from_millis(5));
 /// ```
 pub fn sleep(duration: Duration) {
-    let node: Arc<Waiter> = Waiter::for_current("sleep()", Outside::Panic, None);
+    // A deadline beyond what `Instant` can hold never comes: the task then waits for an explicit wake.
+    sleep_deadline("sleep()", Instant::now().checked_add(duration));
+}
+
+/// Suspends the calling task until `deadline` has passed; its loop enters it again then. Pending sleeps end
+/// in deadline order, those with equal deadlines in the order they began. A deadline in the past still yields
+/// to the loop once (behind the tasks already runnable).
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`].
+pub fn sleep_until(deadline: Instant) {
+    sleep_deadline("sleep_until()", Some(deadline));
+}
+
+fn sleep_deadline(op: &str, deadline: Option<Instant>) {
+    let node: Arc<Waiter> = Waiter::for_current(op, Outside::Panic, None);
     let Some(task) = node.task().cloned() else {
         // `Outside::Panic` leaves only tasks.
         return;
     };
-    {
+    if let Some(deadline) = deadline {
         let mut st = task.home.state.lock();
-        // A deadline beyond what `Instant` can hold never comes: the task then waits for an explicit wake.
-        if let Some(deadline) = Instant::now().checked_add(duration) {
-            st.timer_seq += 1;
-            let seq = st.timer_seq;
-            st.timers.push(Timer {
-                deadline,
-                seq,
-                node: node.clone(),
-                task: task.clone(),
-            });
-        }
+        st.timer_seq += 1;
+        let seq = st.timer_seq;
+        st.timers.push(Timer {
+            deadline,
+            seq,
+            node: node.clone(),
+            task: task.clone(),
+        });
     }
     node.block(|| {
         // Dropped while asleep: the loop skips a timer whose node no longer waits.
@@ -672,5 +684,30 @@ impl fmt::Debug for Task {
         f.debug_struct("Task")
             .field("co", &self.co)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_pop_earliest_first_and_equal_deadlines_in_order() {
+        let mut rl = RunLoop::new();
+        let h = rl.spawn(|| ());
+        let task = REGISTRY.shard(h.coroutine().id()).lock()[&h.coroutine().id()].clone();
+        let now = Instant::now();
+        let mut heap = BinaryHeap::new();
+        for (seq, ms) in [(1, 30), (2, 10), (3, 20), (4, 10)] {
+            heap.push(Timer {
+                deadline: now + Duration::from_millis(ms),
+                seq,
+                node: Waiter::for_current("test", Outside::Park, None),
+                task: task.clone(),
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|t| t.seq)).collect();
+        assert_eq!(order, [2, 4, 3, 1]);
+        rl.run();
     }
 }

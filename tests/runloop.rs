@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cothread::runloop::{self, sleep, yield_to_loop};
+use cothread::runloop::{self, sleep, sleep_until, yield_to_loop};
 use cothread::{Builder, Coroutine, RunLoop, channel, current, yield_now};
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -160,26 +160,37 @@ fn wake_ups_from_outside_go_to_the_tail() {
 }
 
 #[test]
-fn sleeps_end_in_deadline_order_and_last_at_least_their_duration() {
+fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began() {
+    // All five must have begun sleeping before the first deadline, for the order to be by deadline: start
+    // the deadlines well after now (Miri's clock runs fast while it interprets, but jumps ahead when every
+    // thread waits, so a long lead costs nothing there).
+    let lead = Duration::from_millis(if cfg!(miri) { 20_000 } else { 200 });
     let log = log();
     let mut rl = RunLoop::new();
-    let start = Instant::now();
-    let ms = |n| Duration::from_millis(n);
-    for (name, d) in [
-        ("30", ms(30)),
-        ("10", ms(10)),
-        ("20", ms(20)),
-        ("10b", ms(10)),
-    ] {
+    let base = Instant::now() + lead;
+    for (name, ms) in [("30", 30), ("10", 10), ("20", 20), ("10b", 10), ("0", 0)] {
         let log = log.clone();
         rl.spawn(move || {
-            sleep(d);
-            assert!(start.elapsed() >= d, "slept at least {d:?}");
+            let deadline = base + Duration::from_millis(ms);
+            sleep_until(deadline);
+            assert!(Instant::now() >= deadline, "woke after the deadline");
             push(&log, name);
         });
     }
     rl.run();
-    assert_eq!(entries(&log), ["10", "10b", "20", "30"]);
+    assert_eq!(entries(&log), ["0", "10", "10b", "20", "30"]);
+}
+
+#[test]
+fn sleep_lasts_at_least_its_duration() {
+    let mut rl = RunLoop::new();
+    let slept = rl.spawn(|| {
+        let start = Instant::now();
+        sleep(Duration::from_millis(15));
+        start.elapsed()
+    });
+    rl.run();
+    assert!(slept.take().unwrap() >= Duration::from_millis(15));
 }
 
 #[test]
