@@ -66,17 +66,17 @@ fn me() -> u64 {
 /// assert_eq!(*counter.try_lock().unwrap(), 30);
 /// ```
 pub struct CoMutex<T> {
-    state: Mutex<MutexState>,
-    /// The value, while nobody holds it (the holder's guard has it otherwise).
-    data: Mutex<Option<Box<T>>>,
+    state: Mutex<MutexState<T>>,
 }
 
-struct MutexState {
+struct MutexState<T> {
     locked: bool,
     /// The id of the holding coroutine (0: a thread outside coroutines, via `try_lock`). Meaningful while
     /// `locked`.
     holder: u64,
     waiters: VecDeque<Arc<Waiter>>,
+    /// The value, while no guard has it: always when unlocked, and while handed to a waiter that has not run.
+    value: Option<Box<T>>,
 }
 
 /// Holds a [`CoMutex`] locked, and its value; dropping it unlocks.
@@ -95,8 +95,8 @@ impl<T> CoMutex<T> {
                 locked: false,
                 holder: 0,
                 waiters: VecDeque::new(),
+                value: Some(Box::new(value)),
             }),
-            data: Mutex::new(Some(Box::new(value))),
         }
     }
 
@@ -110,10 +110,9 @@ impl<T> CoMutex<T> {
         if !in_coroutine() {
             panic!("cothread: CoMutex::lock() called outside a coroutine");
         }
-        self.acquire();
         CoMutexGuard {
             lock: self,
-            data: Some(self.take_value()),
+            data: Some(self.acquire()),
         }
     }
 
@@ -121,17 +120,16 @@ impl<T> CoMutex<T> {
     /// too.
     pub fn try_lock(&self) -> Option<CoMutexGuard<'_, T>> {
         let me = me();
-        {
-            let mut st = self.state.lock();
-            if st.locked {
-                return None;
-            }
-            st.locked = true;
-            st.holder = me;
+        let mut st = self.state.lock();
+        if st.locked {
+            return None;
         }
+        st.locked = true;
+        st.holder = me;
+        let value = Self::take_value(&mut st);
         Some(CoMutexGuard {
             lock: self,
-            data: Some(self.take_value()),
+            data: Some(value),
         })
     }
 
@@ -145,21 +143,21 @@ impl<T> CoMutex<T> {
     /// # Panics
     /// If a guard of this mutex was leaked (`std::mem::forget`) while locked: the value went with it.
     pub fn into_inner(self) -> T {
-        match self.data.lock().take() {
+        match self.state.lock().value.take() {
             Some(value) => *value,
             None => panic!("cothread: CoMutex::into_inner: a guard was leaked with the value"),
         }
     }
 
-    /// Takes the lock for the caller, waiting if needed.
-    fn acquire(&self) {
+    /// Takes the lock for the caller, waiting if needed; returns the value.
+    fn acquire(&self) -> Box<T> {
         let me = me();
         let node = {
             let mut st = self.state.lock();
             if !st.locked {
                 st.locked = true;
                 st.holder = me;
-                return;
+                return Self::take_value(&mut st);
             }
             let node = Waiter::for_current("CoMutex::lock()", Outside::Panic, None);
             st.waiters.push_back(node.clone());
@@ -181,13 +179,15 @@ impl<T> CoMutex<T> {
                 next.wake();
             }
         });
+        Self::take_value(&mut self.state.lock())
     }
 
-    /// Releases the lock held by the caller.
-    fn release(&self) {
+    /// Puts the value back and releases the lock held by the caller.
+    fn release(&self, value: Box<T>) {
         let me = me();
         let next = {
             let mut st = self.state.lock();
+            st.value = Some(value);
             if st.holder != me && !std::thread::panicking() {
                 let holder = st.holder;
                 drop(st);
@@ -205,7 +205,7 @@ impl<T> CoMutex<T> {
     }
 
     /// Unlocks, or gives the lock to the first waiter; returns the waiter to wake.
-    fn hand_on(st: &mut MutexState) -> Option<Arc<Waiter>> {
+    fn hand_on(st: &mut MutexState<T>) -> Option<Arc<Waiter>> {
         match st.waiters.pop_front() {
             Some(next) => {
                 st.holder = next.task().map_or(0, |t| t.id());
@@ -219,16 +219,12 @@ impl<T> CoMutex<T> {
         }
     }
 
-    fn take_value(&self) -> Box<T> {
-        match self.data.lock().take() {
+    fn take_value(st: &mut MutexState<T>) -> Box<T> {
+        match st.value.take() {
             Some(value) => value,
-            // Only the holder takes the value, and every guard puts it back before it unlocks.
+            // Only the holder takes the value, and every guard puts it back as it unlocks.
             None => unreachable!("a locked CoMutex found its value missing"),
         }
-    }
-
-    fn put_value(&self, value: Box<T>) {
-        *self.data.lock() = Some(value);
     }
 }
 
@@ -276,8 +272,7 @@ impl<T> DerefMut for CoMutexGuard<'_, T> {
 impl<T> Drop for CoMutexGuard<'_, T> {
     fn drop(&mut self) {
         if let Some(value) = self.data.take() {
-            self.lock.put_value(value);
-            self.lock.release();
+            self.lock.release(value);
         }
     }
 }
@@ -285,15 +280,13 @@ impl<T> Drop for CoMutexGuard<'_, T> {
 impl<T> private::Sealed for CoMutexGuard<'_, T> {
     fn release(&mut self) {
         if let Some(value) = self.data.take() {
-            self.lock.put_value(value);
-            self.lock.release();
+            self.lock.release(value);
         }
     }
 
     fn reacquire(&mut self) {
         if self.data.is_none() {
-            self.lock.acquire();
-            self.data = Some(self.lock.take_value());
+            self.data = Some(self.lock.acquire());
         }
     }
 }
@@ -758,10 +751,11 @@ mod tests {
 
     #[test]
     fn hand_on_gives_the_mutex_to_the_first_waiter_or_unlocks() {
-        let mut st = MutexState {
+        let mut st = MutexState::<()> {
             locked: true,
             holder: 7,
             waiters: VecDeque::new(),
+            value: None,
         };
         let (a, b) = (node(), node());
         st.waiters.push_back(a.clone());
