@@ -13,8 +13,10 @@
 //!
 //! Waiting happens in a coroutine spawned on a run loop (see [the rules](crate::runloop#coroutines-not-spawned-on-a-loop));
 //! outside coroutines, `send` and `recv` block the calling thread instead, so a plain thread can feed a loop
-//! or drain it (give the loop a [`KeepAlive`](crate::runloop::KeepAlive) meanwhile). A coroutine not spawned
-//! on a loop that would have to wait panics.
+//! or drain it (give the loop a [`KeepAlive`](crate::runloop::KeepAlive) meanwhile). On the loop's own thread,
+//! between runs, that blocks for good if only the loop's tasks could answer (as with any channel used from a
+//! single thread); use `try_send` / `try_recv` there. A coroutine not spawned on a loop that would have to
+//! wait panics.
 //!
 //! ```
 //! use cothread::{channel, RunLoop};

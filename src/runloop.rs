@@ -382,6 +382,9 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// while one exists, [`RunLoop::run`] sleeps when no task is runnable instead of reporting a deadlock. Made by
 /// [`RunLoop::keep_alive`]; `Send`, so it can go to the thread that will do the waking. Cloning makes another.
 ///
+/// Drop it only after the last thing that may wake the loop's tasks, and remember that dropping a channel's
+/// last [`Sender`](crate::channel::Sender) wakes its receivers too (with the disconnection).
+///
 /// ```
 /// use cothread::{channel, RunLoop};
 ///
@@ -391,6 +394,7 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// let keep = rl.keep_alive();
 /// let feeder = std::thread::spawn(move || {
 ///     tx.send(7).unwrap();
+///     drop(tx);
 ///     drop(keep); // nothing more will come from here
 /// });
 /// rl.run();

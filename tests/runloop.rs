@@ -236,6 +236,8 @@ fn a_keep_alive_lets_another_thread_wake_tasks() {
         for i in 1..=100 {
             tx.send(i).unwrap();
         }
+        // The disconnection wakes the receiver too: drop the sender before the KeepAlive.
+        drop(tx);
         drop(keep);
     });
     rl.run();
@@ -415,4 +417,53 @@ fn tasks_waking_each_other_in_a_ring_do_not_starve_the_others() {
     rl.spawn(move || push(&l, "bystander"));
     rl.run();
     assert_eq!(entries(&log), ["bystander", "ring done"]);
+}
+
+#[test]
+fn tasks_on_loops_on_two_threads_wake_each_other() {
+    // Loop A (one thread) sends numbers and waits for each acknowledgement; loop B (another thread) receives
+    // and acknowledges. Every wake-up crosses threads. Each loop holds a KeepAlive of the other while its
+    // task may still wake the other's.
+    let n = if cfg!(miri) { 30 } else { 2_000 };
+    let (tx, rx) = channel::bounded::<u64>(2);
+    let (ack_tx, ack_rx) = channel::bounded::<u64>(0);
+    let (a_keep_tx, a_keep_rx) = std::sync::mpsc::channel();
+    let (b_keep_tx, b_keep_rx) = std::sync::mpsc::channel();
+    let a = std::thread::spawn(move || {
+        let mut rl = RunLoop::new();
+        a_keep_tx.send(rl.keep_alive()).unwrap();
+        let keep_b = b_keep_rx.recv().unwrap();
+        let acked = rl.spawn(move || {
+            let mut acked = 0;
+            for i in 0..n {
+                tx.send(i).unwrap();
+                acked += ack_rx.recv().unwrap();
+            }
+            // Dropping the sender wakes B's receiver (disconnection): only then is B's KeepAlive done with.
+            drop(tx);
+            drop(keep_b);
+            acked
+        });
+        rl.run();
+        acked.take().unwrap()
+    });
+    let b = std::thread::spawn(move || {
+        let mut rl = RunLoop::new();
+        b_keep_tx.send(rl.keep_alive()).unwrap();
+        let keep_a = a_keep_rx.recv().unwrap();
+        let got = rl.spawn(move || {
+            let mut got = 0;
+            for v in rx.iter() {
+                got += 1;
+                ack_tx.send(v).unwrap();
+            }
+            drop(ack_tx);
+            drop(keep_a);
+            got
+        });
+        rl.run();
+        got.take().unwrap()
+    });
+    assert_eq!(a.join().unwrap(), (0..n).sum::<u64>());
+    assert_eq!(b.join().unwrap(), n);
 }
