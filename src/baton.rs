@@ -234,6 +234,7 @@ impl Baton {
     }
 
     /// Whether [`Baton::cancel`] was called.
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.state.load(Ordering::Acquire) & CANCEL != 0
     }
@@ -320,6 +321,59 @@ impl Baton {
 /// The coroutine was cancelled (its owner dropped it) and must unwind instead of yielding.
 #[derive(Debug)]
 pub(crate) struct Cancelled;
+
+/// The same transitions for a baton whose word only one thread ever writes: a native coroutine's, which only
+/// its home thread claims, runs, yields, finishes and cancels (the native backend checks the thread before any
+/// of these; other threads only read the phase). With one writer, a load and a store do what the
+/// read-modify-write does for the thread backend, nobody waits (the switch returns only once the coroutine
+/// has stopped), and nobody parks, so `PARKED` is never set. Stores are `Release` so that another thread's
+/// [`Baton::phase`] that sees `Finished` also sees what the coroutine did before it finished.
+#[cfg(feature = "native")]
+impl Baton {
+    /// [`Baton::claim`] on a one-writer baton.
+    #[inline]
+    pub(crate) fn claim_local(&self) -> Result<(), Phase> {
+        let cur = self.state.load(Ordering::Relaxed);
+        if cur & PHASE_MASK != IDLE {
+            return Err(phase_of(cur));
+        }
+        self.state
+            .store((cur & CANCEL) | RUNNING, Ordering::Release);
+        Ok(())
+    }
+
+    /// [`Baton::yield_to_caller`] on a one-writer baton.
+    #[inline]
+    pub(crate) fn yield_local(&self) -> Result<(), Cancelled> {
+        let cur = self.state.load(Ordering::Relaxed);
+        debug_assert_eq!(cur & PHASE_MASK, RUNNING);
+        if cur & CANCEL != 0 {
+            return Err(Cancelled);
+        }
+        self.state.store(YIELDED, Ordering::Release);
+        Ok(())
+    }
+
+    /// [`Baton::finish`] on a one-writer baton.
+    #[inline]
+    pub(crate) fn finish_local(&self) {
+        debug_assert_eq!(self.state.load(Ordering::Relaxed) & PHASE_MASK, RUNNING);
+        self.state.store(FINISHED, Ordering::Release);
+    }
+
+    /// [`Baton::wait_for_caller`] on a one-writer baton, called once the coroutine has stopped running.
+    #[inline]
+    pub(crate) fn take_back_local(&self) -> Phase {
+        let cur = self.state.load(Ordering::Relaxed);
+        debug_assert_ne!(cur & PHASE_MASK, RUNNING);
+        if cur & PHASE_MASK == YIELDED {
+            self.state.store(cur & !PHASE_MASK, Ordering::Release);
+            Phase::Yielded
+        } else {
+            Phase::Finished
+        }
+    }
+}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

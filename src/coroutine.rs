@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::backend::{Context, Entry, Kind};
+use crate::backend::{Backend, Context, Entry};
 use crate::baton::{Baton, Phase};
 use crate::pool::Spec;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,8 @@ pub(crate) const FINISHED: &str = "entered a coroutine that has finished";
 /// The message of the panic when a dropped coroutine catches its forced unwind and yields again.
 pub(crate) const YIELD_WHILE_DROPPED: &str =
     "a coroutine being dropped caught its forced unwind and yielded again";
+/// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
+pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
 crate::sync::thread_local! {
     /// The coroutine running on this thread: a pointer to the `Arc<Control>` held by the entry frame of the
@@ -37,10 +39,12 @@ crate::sync::thread_local! {
     static CURRENT: Cell<*const Arc<Control>> = const { Cell::new(std::ptr::null()) };
 }
 
+#[inline]
 fn current_ptr() -> *const Arc<Control> {
     CURRENT.with(|c| c.get())
 }
 
+#[inline]
 fn set_current(ptr: *const Arc<Control>) {
     CURRENT.with(|c| c.set(ptr));
 }
@@ -138,14 +142,14 @@ pub struct CoroutineRef {
 /// let mut co = cothread::Builder::new()
 ///     .name("worker")
 ///     .stack_size(256 * 1024)
-///     .spawn(|| std::thread::current().name().map(str::to_owned))?;
+///     .spawn(|| cothread::current().unwrap().name().map(str::to_owned))?;
 /// assert_eq!(co.enter().into_returned(), Some(Some("worker".to_owned())));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     spec: Spec,
-    kind: Kind,
+    backend: Backend,
 }
 
 impl Builder {
@@ -167,6 +171,12 @@ impl Builder {
         self
     }
 
+    /// The backend that runs the coroutine (default: [`Backend::default`]).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = backend;
+        self
+    }
+
     /// Creates the coroutine; runs nothing. Fails if the operating system refuses a thread (or stack), or if
     /// the name contains a NUL byte.
     pub fn spawn<F, R>(self, f: F) -> io::Result<Coroutine<R>>
@@ -183,7 +193,7 @@ impl Builder {
         let result = Arc::new(Mutex::new(None));
         let slot = result.clone();
         let entry: Entry = Box::new(move |co: &Arc<Control>| run_body(co, f, &slot));
-        let context = Context::new(self.kind, &self.spec, entry)?;
+        let context = Context::new(self.backend, &self.spec, entry)?;
         let co = Arc::new(Control {
             baton: Baton::new(),
             context,
@@ -319,7 +329,15 @@ impl CoroutineRef {
         if self.is_entered() {
             return false;
         }
-        match self.co.baton.claim() {
+        if !self.co.context.runs_here() {
+            // A native coroutine of another thread: never claim it from here.
+            match self.co.baton.phase() {
+                Phase::Finished => panic!("{FINISHED}"),
+                Phase::Running | Phase::Yielded => return false,
+                Phase::Idle => panic!("{OTHER_THREAD}"),
+            }
+        }
+        match self.co.context.claim(&self.co.baton) {
             Ok(()) => {
                 let _ = run_claimed(&self.co);
                 true
@@ -356,9 +374,18 @@ impl std::hash::Hash for CoroutineRef {
 
 /// Claims the baton, waiting out a coroutine that has just yielded to an enterer on another thread that has
 /// not taken control back yet. `Err(Finished)` if it has finished.
+#[inline]
 fn claim(co: &Control) -> Result<(), Phase> {
+    if !co.context.runs_here() {
+        // A native coroutine of another thread: never switch to its stack from here.
+        match co.baton.phase() {
+            Phase::Finished => return Err(Phase::Finished),
+            Phase::Running => panic!("{REENTERED}"),
+            Phase::Idle | Phase::Yielded => panic!("{OTHER_THREAD}"),
+        }
+    }
     loop {
-        match co.baton.claim() {
+        match co.context.claim(&co.baton) {
             Ok(()) => return Ok(()),
             Err(Phase::Running) => panic!("{REENTERED}"),
             Err(Phase::Yielded) => thread::yield_now(),
@@ -369,12 +396,14 @@ fn claim(co: &Control) -> Result<(), Phase> {
 }
 
 /// Enters `co`: `Ok(Yielded | Finished)`, or `Err(Finished)` if it had finished before.
+#[inline]
 fn enter(co: &Arc<Control>) -> Result<Phase, Phase> {
     claim(co)?;
     Ok(run_claimed(co))
 }
 
 /// Runs a coroutine whose baton the caller holds, until it gives control back; resumes its panic, if any.
+#[inline]
 fn run_claimed(co: &Arc<Control>) -> Phase {
     let caller = current_ptr();
     // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
@@ -416,6 +445,7 @@ fn run_claimed(co: &Arc<Control>) -> Phase {
 /// }
 /// assert_eq!(enters, 6);
 /// ```
+#[inline]
 pub fn yield_now() {
     let ptr = current_ptr();
     if ptr.is_null() {
@@ -424,7 +454,7 @@ pub fn yield_now() {
     // SAFETY: a non-null CURRENT points at the `Arc<Control>` owned by the entry frame (`run_body`) of the
     // coroutine running on this thread; that frame is below us on this stack and outlives this call.
     let co: &Arc<Control> = unsafe { &*ptr };
-    if co.baton.yield_to_caller().is_err() {
+    if co.context.yield_to_caller(&co.baton).is_err() {
         forced_unwind(co);
     }
     co.context.suspend(co);
@@ -474,6 +504,14 @@ pub fn current() -> Option<CoroutineRef> {
 /// one that never ran has its body dropped unrun; one running elsewhere (entered through a handle) unwinds at
 /// its next yield.
 fn drop_coroutine(co: &Arc<Control>) {
+    if !co.context.runs_here() {
+        // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
+        // so it is left as it is (leaked if suspended; a handle can still enter it there).
+        return;
+    }
+    if co.baton.phase() == Phase::Finished {
+        return; // nothing to cancel (and no atomic read-modify-write in every lifecycle)
+    }
     match co.baton.cancel() {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}

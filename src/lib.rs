@@ -42,6 +42,26 @@
 //! - **`std::thread::current()`** inside a coroutine is the coroutine's thread (named after
 //!   [`Builder::name`]).
 //!
+//! # The native backend
+//!
+//! With the `native` feature, coroutines run by default on `Backend::Native`: each on a stack of its own
+//! (pooled, with a guard page) switched to on the thread that enters it, as in QEMU's `coroutine-ucontext.c`;
+//! an enter/yield round trip then costs nanoseconds. [`Builder::backend`] still picks [`Backend::Thread`] for
+//! any coroutine. What differs from the thread backend:
+//!
+//! - **Thread-locals**, `std::thread::current()` and `std::thread::panicking()` inside a native coroutine are
+//!   those of the thread that runs it.
+//! - **One thread**: a native coroutine runs only on the thread that first entered it. Entering it from another
+//!   thread panics ("entered a native coroutine on a thread other than the one it runs on"); dropping a
+//!   suspended one on another thread leaks it (its stack's destructors never run) instead of unwinding it there.
+//!   [`Coroutine`] stays `Send` (it can be created on one thread and started on another): its stack never runs
+//!   anywhere but its own thread, so nothing on it is ever touched by two threads.
+//! - **Stack overflow** hits the guard page and aborts the process with "has overflowed its stack".
+//! - **Pool**: finished coroutines' stacks are kept under the same bound ([`pool::set_max_idle`]), counted by
+//!   `pool::native_stats()`.
+//! - Miri cannot run it (the switch is inline assembly): under Miri the default stays [`Backend::Thread`] and
+//!   `Backend::Native` coroutines fail to spawn with `ErrorKind::Unsupported`.
+//!
 //! # Rules
 //! - Entering a coroutine that is running or in the current caller chain panics with "coroutine re-entered
 //!   recursively"; [`yield_now`] outside a coroutine panics with "yield_now() called outside a coroutine";
@@ -68,6 +88,7 @@ pub mod runloop;
 mod sync;
 mod wait;
 
+pub use backend::Backend;
 pub use baton::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
 pub use co_queue::CoQueue;
 pub use coroutine::{Builder, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};

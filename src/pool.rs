@@ -20,14 +20,15 @@
 //! `thread_local!` may leave it set for the next coroutine that happens to get the same thread.
 //!
 //! ```
-//! use cothread::{pool, Coroutine};
+//! use cothread::{pool, Backend, Builder};
 //!
 //! pool::set_max_idle(8);
-//! let mut co = Coroutine::new(|| 1 + 1);
+//! let mut co = Builder::new().backend(Backend::Thread).spawn(|| 1 + 1)?;
 //! assert_eq!(co.enter().into_returned(), Some(2));
 //! let stats = pool::stats();
 //! assert!(stats.created >= 1);
 //! assert!(stats.idle <= 8);
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 use std::io;
@@ -60,6 +61,8 @@ pub struct PoolStats {
 /// 0 turns pooling off. Like QEMU's `qemu_coroutine_inc_pool_size`, this can change at any time.
 pub fn set_max_idle(max: usize) {
     global().set_max_idle(max);
+    #[cfg(feature = "native")]
+    crate::backend::native::stacks::trim(max);
 }
 
 /// The bound on idle threads.
@@ -82,6 +85,14 @@ pub fn idle_timeout() -> Duration {
 /// The pool's counters.
 pub fn stats() -> PoolStats {
     global().stats()
+}
+
+/// The counters of the native backend's stack pool, in the same shape: `created` counts stacks mapped,
+/// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped. The bound is
+/// [`max_idle`], shared with the threads; idle stacks have no timeout (they hold no thread, only memory).
+#[cfg(feature = "native")]
+pub fn native_stats() -> PoolStats {
+    crate::backend::native::stacks::stats()
 }
 
 /// Under loom: make every idle thread's timeout fire now (time does not pass in a model).

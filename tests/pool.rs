@@ -18,7 +18,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A builder for the thread backend, whatever the default backend is.
 fn thread_builder() -> Builder {
-    Builder::new()
+    Builder::new().backend(cothread::Backend::Thread)
 }
 
 fn lifecycle() {

@@ -1,31 +1,34 @@
 //! The backend interface: how a coroutine gets a context of its own and how control moves in and out of it.
 //!
 //! As small as QEMU's (`qemu_coroutine_new`, `qemu_coroutine_switch`, `qemu_coroutine_delete`):
-//! - [`Backend::new`]: make a context that runs `entry` when first resumed;
-//! - [`Backend::resume`]: switch from the enterer into the coroutine (the switch with action "enter"); returns
-//!   once the coroutine has yielded or terminated;
-//! - [`Backend::suspend`]: switch from the coroutine back to its enterer (action "yield"); returns when the
+//! - [`ContextOps::new`]: make a context that runs `entry` when first resumed;
+//! - [`ContextOps::resume`]: switch from the enterer into the coroutine (the switch with action "enter");
+//!   returns once the coroutine has yielded or terminated;
+//! - [`ContextOps::suspend`]: switch from the coroutine back to its enterer (action "yield"); returns when the
 //!   coroutine is entered again. Termination is `entry` returning: the backend then finishes the baton.
 //! - deleting a context is dropping it.
 //!
 //! Everything else (the caller chain, the baton's phases, cancellation, panics, results) lives in
-//! [`crate::coroutine`] and is written once for all backends. One module per backend.
+//! [`crate::coroutine`] and is written once for all backends. One module per backend; the public [`Backend`]
+//! enum picks one.
 
 use std::io;
 
-use crate::baton::Phase;
+use crate::baton::{Baton, Cancelled, Phase};
 use crate::coroutine::Control;
 use crate::pool::Spec;
 use crate::sync::Arc;
 
+#[cfg(feature = "native")]
+pub(crate) mod native;
 pub(crate) mod thread;
 
 /// A coroutine's body as the backend sees it: run it once, on the coroutine's own context, with the
 /// coroutine's control block.
 pub(crate) type Entry = Box<dyn FnOnce(&Arc<Control>) + Send>;
 
-/// One backend. See the module documentation.
-pub(crate) trait Backend: Sized {
+/// One backend's contexts. See the module documentation.
+pub(crate) trait ContextOps: Sized {
     /// Makes a context for a coroutine (`qemu_coroutine_new`). Runs nothing.
     fn new(spec: &Spec, entry: Entry) -> io::Result<Self>;
     /// Runs the coroutine `co` (whose context is `self`) until it yields or terminates. The caller has
@@ -35,43 +38,116 @@ pub(crate) trait Backend: Sized {
     fn suspend(&self, co: &Control);
     /// Called by an enterer holding the baton of a coroutine that never ran: drops `entry` unrun.
     fn discard_unstarted(&self) -> bool;
+    /// The enterer's `Idle -> Running` ([`Baton::claim`]); a backend whose batons only one thread writes uses
+    /// the cheaper one-writer transitions.
+    fn claim(&self, baton: &Baton) -> Result<(), Phase> {
+        baton.claim()
+    }
+    /// The coroutine's `Running -> Yielded` ([`Baton::yield_to_caller`]), as for `claim`.
+    fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
+        baton.yield_to_caller()
+    }
+    /// Whether the calling thread may run this context. A backend that switches stacks on one thread ties a
+    /// context to one thread (binding it to the caller if it has none yet); the thread backend runs anywhere.
+    /// Called before claiming the baton.
+    fn runs_here(&self) -> bool {
+        true
+    }
 }
 
 /// The context of one coroutine, whichever backend made it.
 pub(crate) enum Context {
     Thread(thread::ThreadContext),
+    #[cfg(feature = "native")]
+    Native(native::NativeContext),
 }
 
-/// Which backend a coroutine runs on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// One OS thread per coroutine, control passed by the baton.
-    #[default]
+/// Which backend runs a coroutine: chosen with [`Builder::backend`](crate::Builder::backend).
+///
+/// The default is `Backend::Native` when the `native` feature is on (except under Miri, which cannot run
+/// the native backend's stack switch), and [`Backend::Thread`] otherwise. Both can be used in one program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Each coroutine runs on an OS thread of its own, taken from the [`pool`](crate::pool); control passes
+    /// between threads by a hand-off (QEMU's `coroutine-gthread.c`). Runs wherever `std::thread` does.
     Thread,
+    /// Each coroutine runs on a stack of its own (pooled, with a guard page) on the thread that enters it,
+    /// switched to in a few nanoseconds (QEMU's `coroutine-ucontext.c`). A native coroutine sees the
+    /// thread-locals of the thread that runs it and stays on the thread that first entered it: see the
+    /// [crate documentation](crate#the-native-backend).
+    #[cfg(feature = "native")]
+    Native,
+}
+
+impl Default for Backend {
+    fn default() -> Backend {
+        #[cfg(all(feature = "native", not(miri)))]
+        return Backend::Native;
+        #[cfg(not(all(feature = "native", not(miri))))]
+        return Backend::Thread;
+    }
 }
 
 impl Context {
-    pub(crate) fn new(kind: Kind, spec: &Spec, entry: Entry) -> io::Result<Context> {
-        match kind {
-            Kind::Thread => thread::ThreadContext::new(spec, entry).map(Context::Thread),
+    pub(crate) fn new(backend: Backend, spec: &Spec, entry: Entry) -> io::Result<Context> {
+        match backend {
+            Backend::Thread => thread::ThreadContext::new(spec, entry).map(Context::Thread),
+            #[cfg(feature = "native")]
+            Backend::Native => native::NativeContext::new(spec, entry).map(Context::Native),
         }
     }
 
+    #[inline]
     pub(crate) fn resume(&self, co: &Arc<Control>) -> Phase {
         match self {
             Context::Thread(c) => c.resume(co),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.resume(co),
         }
     }
 
+    #[inline]
     pub(crate) fn suspend(&self, co: &Control) {
         match self {
             Context::Thread(c) => c.suspend(co),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.suspend(co),
         }
     }
 
     pub(crate) fn discard_unstarted(&self) -> bool {
         match self {
             Context::Thread(c) => c.discard_unstarted(),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.discard_unstarted(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn claim(&self, baton: &Baton) -> Result<(), Phase> {
+        match self {
+            Context::Thread(c) => c.claim(baton),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.claim(baton),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
+        match self {
+            Context::Thread(c) => c.yield_to_caller(baton),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.yield_to_caller(baton),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn runs_here(&self) -> bool {
+        match self {
+            Context::Thread(c) => c.runs_here(),
+            #[cfg(feature = "native")]
+            Context::Native(c) => c.runs_here(),
         }
     }
 }

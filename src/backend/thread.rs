@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::{Backend, Entry};
+use super::{ContextOps, Entry};
 use crate::baton::Phase;
 use crate::coroutine::Control;
 use crate::pool::{self, Spec, Task, Worker};
@@ -36,7 +36,7 @@ impl Task for CoroutineTask {
     }
 }
 
-impl Backend for ThreadContext {
+impl ContextOps for ThreadContext {
     fn new(spec: &Spec, entry: Entry) -> io::Result<Self> {
         let worker = pool::global().take(spec)?;
         Ok(ThreadContext {
