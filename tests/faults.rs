@@ -204,6 +204,8 @@ fn builder_reports_os_refusal_as_err() {
     assert_eq!(co.enter(), Resume::Returned(1));
 }
 
+/// Thread backend: a started coroutine can move between threads. A native one stays on the thread that first
+/// entered it (entering it elsewhere panics): see `tests/native.rs`.
 #[cfg(not(feature = "native"))]
 #[test]
 fn created_on_one_thread_entered_on_another() {
@@ -216,7 +218,6 @@ fn created_on_one_thread_entered_on_another() {
     assert_eq!(t.join().unwrap(), Resume::Returned("moved"));
 }
 
-#[cfg(not(feature = "native"))]
 #[test]
 fn coroutine_is_send() {
     fn assert_send<T: Send>() {}
@@ -242,7 +243,8 @@ thread_local! {
     static MARK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Thread backend: a coroutine sees its own thread's thread-locals, not the enterer's.
+/// Thread backend: a coroutine sees its own thread's thread-locals, not the enterer's. A native coroutine sees
+/// the enterer's: see `thread_locals_are_the_enterers` in `tests/native.rs`.
 #[cfg(not(feature = "native"))]
 #[test]
 fn thread_locals_are_the_coroutines_own() {
