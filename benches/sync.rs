@@ -9,16 +9,19 @@
 
 use std::time::{Duration, Instant};
 
-use cothread::{Builder, CoMutex, RunLoop, channel};
+use cothread::{Backend, Builder, CoMutex, RunLoop, channel};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Makes the `Builder` for one backend.
 type MakeBuilder = fn() -> Builder;
 
-/// The backends this build can run, by name. The native backend joins when the crate gets a way to ask
-/// `Builder` for it (the `native` feature's work); until then only the thread backend is measured.
+/// The backends this build can run, by name: the native one only with `--features native`.
 fn backends() -> Vec<(&'static str, MakeBuilder)> {
-    vec![("thread", Builder::new)]
+    vec![
+        ("thread", || Builder::new().backend(Backend::Thread)),
+        #[cfg(feature = "native")]
+        ("native", || Builder::new().backend(Backend::Native)),
+    ]
 }
 
 fn co_mutex_uncontended(c: &mut Criterion) {
