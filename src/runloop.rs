@@ -361,6 +361,9 @@ fn sleep_deadline(op: &str, deadline: Option<Instant>) {
 /// order until they have all finished (QEMU's `AioContext` and `aio_poll`). See the [module
 /// documentation](self) for how waiting and waking work.
 ///
+/// Tasks on the native backend stay on the thread that first entered them: run a loop that has native tasks
+/// on one thread only (entering one elsewhere panics). Tasks of both backends can share a loop.
+///
 /// A panic inside a task comes out of [`run`](RunLoop::run) (or
 /// [`run_until_stalled`](RunLoop::run_until_stalled)) with its payload; the task has then finished, and the
 /// loop can be run again. Dropping the loop drops the tasks that have not finished, which unwinds their stacks

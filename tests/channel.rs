@@ -322,3 +322,37 @@ fn endpoints_are_send_and_sync() {
     assert_send_sync::<channel::Sender<String>>();
     assert_send_sync::<channel::Receiver<String>>();
 }
+
+/// Both backends on one loop: producers on the thread backend, consumers native. (Not under Miri, which
+/// cannot run the native backend's stack switch.)
+#[cfg(all(feature = "native", not(miri)))]
+#[test]
+fn thread_and_native_tasks_share_a_loop() {
+    use cothread::{Backend, Builder};
+    let total = 20_000u64;
+    let (tx, rx) = channel::bounded(3);
+    let mut rl = RunLoop::new();
+    for p in 0..4 {
+        let tx = tx.clone();
+        rl.spawn_with(Builder::new().backend(Backend::Thread), move || {
+            for i in (p..total).step_by(4) {
+                tx.send(i).unwrap();
+            }
+        })
+        .unwrap();
+    }
+    drop(tx);
+    let sums: Vec<_> = (0..4)
+        .map(|_| {
+            let rx = rx.clone();
+            rl.spawn_with(Builder::new().backend(Backend::Native), move || {
+                rx.iter().sum::<u64>()
+            })
+            .unwrap()
+        })
+        .collect();
+    drop(rx);
+    rl.run();
+    let sum: u64 = sums.iter().map(|s| s.take().unwrap()).sum();
+    assert_eq!(sum, total * (total - 1) / 2);
+}
