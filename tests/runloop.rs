@@ -166,19 +166,29 @@ fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began() {
     // thread waits, so a long lead costs nothing there).
     let lead = Duration::from_millis(if cfg!(miri) { 20_000 } else { 200 });
     let log = log();
+    let last_start = Arc::new(Mutex::new(Instant::now()));
     let mut rl = RunLoop::new();
     let base = Instant::now() + lead;
     for (name, ms) in [("30", 30), ("10", 10), ("20", 20), ("10b", 10), ("0", 0)] {
-        let log = log.clone();
+        let (log, last_start) = (log.clone(), last_start.clone());
         rl.spawn(move || {
             let deadline = base + Duration::from_millis(ms);
+            *last_start.lock().unwrap() = Instant::now();
             sleep_until(deadline);
             assert!(Instant::now() >= deadline, "woke after the deadline");
             push(&log, name);
         });
     }
     rl.run();
-    assert_eq!(entries(&log), ["0", "10", "10b", "20", "30"]);
+    let woke = entries(&log);
+    assert_eq!(woke.len(), 5);
+    // The order is promised only for sleeps pending together. On a machine too loaded to start five tasks
+    // within the lead, a sleep could end before a later one began: then the order says nothing.
+    if *last_start.lock().unwrap() < base {
+        assert_eq!(woke, ["0", "10", "10b", "20", "30"]);
+    } else {
+        eprintln!("order not checked: the sleepers took longer than {lead:?} to start");
+    }
 }
 
 #[test]
