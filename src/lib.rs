@@ -57,8 +57,8 @@
 //!   [`Coroutine`] stays `Send` (it can be created on one thread and started on another): its stack never runs
 //!   anywhere but its own thread, so nothing on it is ever touched by two threads.
 //! - **Stack overflow** hits the guard page and aborts the process with "has overflowed its stack".
-//! - **Pool**: finished coroutines' stacks are kept under the same bound ([`pool::set_max_idle`]), counted by
-//!   `pool::native_stats()`.
+//! - **Pool**: finished coroutines' stacks are kept under the same bound ([`pool::set_max_idle`]; plus each
+//!   thread's most recent one), counted by `pool::native_stats()`.
 //! - Miri cannot run it (the switch is inline assembly): under Miri the default stays [`Backend::Thread`] and
 //!   `Backend::Native` coroutines fail to spawn with `ErrorKind::Unsupported`.
 //!

@@ -88,8 +88,9 @@ pub fn stats() -> PoolStats {
 }
 
 /// The counters of the native backend's stack pool, in the same shape: `created` counts stacks mapped,
-/// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped. The bound is
-/// [`max_idle`], shared with the threads; idle stacks have no timeout (they hold no thread, only memory).
+/// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped. At most
+/// [`max_idle`] stacks idle in the shared pool, plus the last one each thread got back (kept for its next
+/// coroutine, unmapped when the thread exits); idle stacks have no timeout (they hold no thread, only memory).
 #[cfg(feature = "native")]
 pub fn native_stats() -> PoolStats {
     crate::backend::native::stacks::stats()

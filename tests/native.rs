@@ -1,7 +1,7 @@
 //! What is particular to the native backend (`--features native`): it is the default, it runs on the thread
-//! that enters it (thread-locals included), it stays on the thread that first entered it, it pools stacks, it
-//! mixes with the thread backend in one caller chain. The behaviour both backends share is tested once, in
-//! the other test files, against the default backend.
+//! that enters it (thread-locals included), it stays on the thread that first entered it, it mixes with the
+//! thread backend in one caller chain. Its stack pool: `tests/native_pool.rs`. The behaviour both backends
+//! share is tested once, in the other test files, against the default backend.
 //!
 //! Miri cannot run the native backend (its stack switch is inline assembly): under Miri only the test that
 //! says so runs.
@@ -11,9 +11,9 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use cothread::{Backend, Builder, Coroutine, CoroutineRef, Resume, current, pool, yield_now};
+use cothread::{Backend, Builder, Coroutine, CoroutineRef, Resume, current, yield_now};
 
 /// The message of a caught panic payload.
 fn message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -399,131 +399,5 @@ mod native_backend {
             .spawn(|| use_stack(60 << 20))
             .unwrap();
         assert!(big.enter().into_returned().is_some());
-    }
-
-    /// Tests that read or change the process-wide pool settings run one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
-
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lifecycle(size: usize) {
-        let mut co = native().stack_size(size).spawn(|| 3).unwrap();
-        assert_eq!(co.enter(), Resume::Returned(3));
-    }
-
-    /// A stack size no other test uses, so that other tests running meanwhile do not share the bucket.
-    const POOL_TEST_STACK: usize = 3 << 20;
-
-    #[test]
-    fn sequential_lifecycles_reuse_one_stack() {
-        let _s = serial();
-        pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
-        lifecycle(POOL_TEST_STACK);
-        let before = pool::native_stats();
-        for _ in 0..1000 {
-            lifecycle(POOL_TEST_STACK);
-        }
-        let after = pool::native_stats();
-        assert!(
-            after.reused - before.reused >= 1000,
-            "{before:?} -> {after:?}"
-        );
-        // Other tests may create stacks meanwhile, but never in this bucket: at most one per test thread.
-        assert!(
-            after.created - before.created < 100,
-            "{before:?} -> {after:?}"
-        );
-    }
-
-    #[test]
-    fn the_bound_is_max_idle_and_zero_turns_pooling_off() {
-        let _s = serial();
-        pool::set_max_idle(4);
-        let mut cos: Vec<Coroutine> = (0..20)
-            .map(|_| {
-                native()
-                    .stack_size(POOL_TEST_STACK)
-                    .spawn(yield_now)
-                    .unwrap()
-            })
-            .collect();
-        for co in &mut cos {
-            assert_eq!(co.enter(), Resume::Yielded);
-        }
-        for co in &mut cos {
-            assert_eq!(co.enter(), Resume::Returned(()));
-        }
-        assert!(pool::native_stats().idle <= 4, "{:?}", pool::native_stats());
-        let before = pool::native_stats();
-        pool::set_max_idle(0);
-        let after = pool::native_stats();
-        assert_eq!(
-            after.idle, 0,
-            "lowering the bound frees idle stacks at once"
-        );
-        // (Other tests' coroutines may finish meanwhile and free theirs too.)
-        assert!(after.exited - before.exited >= before.idle as u64);
-        let before = pool::native_stats();
-        for _ in 0..5 {
-            lifecycle(POOL_TEST_STACK);
-        }
-        let after = pool::native_stats();
-        assert_eq!(after.idle, 0);
-        assert!(after.created - before.created >= 5);
-        assert!(after.exited - before.exited >= 5);
-        pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
-    }
-
-    #[test]
-    fn a_stack_comes_back_clean_after_a_panic_or_a_drop() {
-        let _s = serial();
-        pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
-        let mut p = native()
-            .stack_size(POOL_TEST_STACK)
-            .spawn(|| -> () { panic!("boom") })
-            .unwrap();
-        assert!(catch_unwind(AssertUnwindSafe(|| p.enter())).is_err());
-        let mut d = native()
-            .stack_size(POOL_TEST_STACK)
-            .spawn(yield_now)
-            .unwrap();
-        assert_eq!(d.enter(), Resume::Yielded);
-        drop(d);
-        let before = pool::native_stats();
-        let mut next = native()
-            .stack_size(POOL_TEST_STACK)
-            .spawn(|| {
-                let me = current().unwrap();
-                yield_now();
-                me
-            })
-            .unwrap();
-        let h = next.handle();
-        assert_eq!(next.enter(), Resume::Yielded);
-        assert_eq!(next.enter().into_returned(), Some(h));
-        assert!(pool::native_stats().reused > before.reused);
-    }
-
-    #[test]
-    fn many_nested_native_coroutines_each_get_a_stack() {
-        let _s = serial();
-        pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
-        fn chain(depth: usize, count: Arc<AtomicUsize>) {
-            count.fetch_add(1, Ordering::SeqCst);
-            if depth > 1 {
-                let c = count.clone();
-                let mut child = native()
-                    .stack_size(POOL_TEST_STACK)
-                    .spawn(move || chain(depth - 1, c))
-                    .unwrap();
-                assert_eq!(child.enter(), Resume::Returned(()));
-            }
-        }
-        let count = Arc::new(AtomicUsize::new(0));
-        chain(200, count.clone());
-        assert_eq!(count.load(Ordering::SeqCst), 200);
-        assert!(pool::native_stats().idle <= pool::max_idle());
     }
 }

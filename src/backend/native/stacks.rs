@@ -1,19 +1,27 @@
 //! The pool of idle native stacks: QEMU's coroutine pool for the native backend.
 //!
-//! Making a stack is an `mmap` and an `mprotect` (a few microseconds); taking one from here is a lock and a
-//! `Vec::pop`. A stack whose coroutine finished comes back here before its enterer gets control back, so a
-//! sequential create-enter-finish lifecycle keeps reusing one stack. Stacks are kept per usable size (a
-//! [`Builder::stack_size`](crate::Builder::stack_size) bucket), most recently idled first.
+//! Making a stack is an `mmap` and an `mprotect` (several microseconds); reusing one costs a few nanoseconds.
+//! A stack whose coroutine finished comes back before its enterer gets control back, so a sequential
+//! create-enter-finish lifecycle keeps reusing one stack. Stacks are kept per usable size (a
+//! [`Builder::stack_size`](crate::Builder::stack_size) bucket).
 //!
-//! The bound is the thread pool's: at most [`pool::max_idle`](crate::pool::max_idle) stacks wait idle (0
-//! turns pooling off); a stack that comes back to a full pool is unmapped, and so are the oldest surplus
-//! stacks when the bound has been lowered. There is no idle timeout: an idle stack holds no thread and no CPU,
-//! only the memory its last coroutine touched, which the bound caps. Counters: [`stats`], exposed as
-//! [`pool::native_stats`](crate::pool::native_stats).
+//! Two levels, as in QEMU (a per-thread pool in front of a global one):
+//! - each thread keeps the last stack that came back to it (its *hot* stack) for the next coroutine it
+//!   creates, with no lock and no atomic read-modify-write;
+//! - the shared pool (a lock and a list, most recently idled first) takes the others, at most
+//!   [`pool::max_idle`](crate::pool::max_idle) of them (the thread pool's bound); a stack that comes back to
+//!   a full pool is unmapped, and lowering the bound unmaps the oldest surplus at once.
+//!
+//! So at most `max_idle` stacks idle in the shared pool, plus one per thread that runs native coroutines;
+//! `max_idle == 0` turns pooling off: every coroutine then gets a fresh stack, and a thread's hot stack is
+//! unmapped at its next use of the pool (or when the thread exits). There is no idle timeout: an idle stack
+//! holds no thread and no CPU, only the memory its last coroutine touched, which the bound caps. Counters:
+//! [`stats`], exposed as [`pool::native_stats`](crate::pool::native_stats); they count hot stacks too.
 
+use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::DefaultStack;
 
@@ -32,24 +40,90 @@ const BUCKET_ALIGN: usize = 4 << 10;
 /// The largest stack asked of the operating system; larger requests fail with `OutOfMemory` up front.
 const MAX_STACK_SIZE: usize = isize::MAX as usize / 4;
 
-struct Pool {
+/// The shared pool and the counters of threads' hot stacks.
+struct Shared {
     /// Idle stacks and their buckets, oldest first.
-    idle: Mutex<Vec<(usize, DefaultStack)>>,
-    created: AtomicU64,
-    reused: AtomicU64,
-    freed: AtomicU64,
+    idle: Vec<(usize, DefaultStack)>,
+    /// Coroutines that got a stack from `idle`.
+    reused: u64,
+    /// The counters of every thread that has used the pool and not exited.
+    threads: Vec<Arc<ThreadCounters>>,
+    /// Hot-stack reuses counted by threads that have exited.
+    retired_reused: u64,
 }
 
-static POOL: Pool = Pool {
-    idle: Mutex::new(Vec::new()),
-    created: AtomicU64::new(0),
-    reused: AtomicU64::new(0),
-    freed: AtomicU64::new(0),
-};
+/// One thread's counters. Written only by that thread (a load and a store, no read-modify-write), read by
+/// [`stats`].
+#[derive(Default)]
+struct ThreadCounters {
+    reused: AtomicU64,
+    hot: AtomicUsize,
+}
 
-fn idle() -> MutexGuard<'static, Vec<(usize, DefaultStack)>> {
-    // Nothing panics while holding the lock; a poisoned lock still holds a consistent list.
-    POOL.idle.lock().unwrap_or_else(|e| e.into_inner())
+impl ThreadCounters {
+    fn bump_reused(&self) {
+        let n = self.reused.load(Ordering::Relaxed);
+        self.reused.store(n + 1, Ordering::Relaxed);
+    }
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    idle: Vec::new(),
+    reused: 0,
+    threads: Vec::new(),
+    retired_reused: 0,
+});
+/// Stacks mapped and unmapped (slow paths only).
+static CREATED: AtomicU64 = AtomicU64::new(0);
+static FREED: AtomicU64 = AtomicU64::new(0);
+
+fn shared() -> MutexGuard<'static, Shared> {
+    // Nothing panics while holding the lock; a poisoned lock still holds a consistent pool.
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A thread's hot stack and its counters; the stack is unmapped when the thread exits.
+struct Local {
+    hot: Option<(usize, DefaultStack)>,
+    counters: Arc<ThreadCounters>,
+}
+
+impl Local {
+    fn new() -> Local {
+        let counters = Arc::new(ThreadCounters::default());
+        shared().threads.push(counters.clone());
+        Local {
+            hot: None,
+            counters,
+        }
+    }
+
+    fn set_hot(&mut self, hot: Option<(usize, DefaultStack)>) -> Option<(usize, DefaultStack)> {
+        self.counters
+            .hot
+            .store(usize::from(hot.is_some()), Ordering::Relaxed);
+        std::mem::replace(&mut self.hot, hot)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some((_, stack)) = self.set_hot(None) {
+            free(stack);
+        }
+        let mut shared = shared();
+        shared.retired_reused += self.counters.reused.load(Ordering::Relaxed);
+        shared.threads.retain(|c| !Arc::ptr_eq(c, &self.counters));
+    }
+}
+
+std::thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::new());
+}
+
+fn free(stack: DefaultStack) {
+    drop(stack);
+    FREED.fetch_add(1, Ordering::Relaxed);
 }
 
 fn default_size() -> usize {
@@ -77,58 +151,121 @@ pub(crate) fn bucket(requested: Option<usize>) -> io::Result<usize> {
         })
 }
 
-/// An idle stack of this bucket, or a new one (with a guard page below it).
+/// An idle stack of this bucket (this thread's hot stack first), or a new one (with a guard page below it).
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
+    let pooling = crate::pool::max_idle() > 0;
+    let hot = LOCAL
+        .try_with(|local| {
+            let mut local = local.borrow_mut();
+            match local.hot.as_ref().map(|(s, _)| *s) {
+                Some(s) if s == size && pooling => {
+                    local.counters.bump_reused();
+                    local.set_hot(None).map(|(_, stack)| stack)
+                }
+                Some(_) if !pooling => {
+                    if let Some((_, stack)) = local.set_hot(None) {
+                        free(stack);
+                    }
+                    None
+                }
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
+    if let Some(stack) = hot {
+        return Ok(stack);
+    }
     {
-        let mut idle = idle();
-        if let Some(i) = idle.iter().rposition(|(s, _)| *s == size) {
-            let (_, stack) = idle.remove(i);
-            drop(idle);
-            POOL.reused.fetch_add(1, Ordering::Relaxed);
+        let mut shared = shared();
+        if let Some(i) = shared.idle.iter().rposition(|(s, _)| *s == size) {
+            let (_, stack) = shared.idle.remove(i);
+            shared.reused += 1;
             return Ok(stack);
         }
     }
     let stack = DefaultStack::new(size)?;
-    POOL.created.fetch_add(1, Ordering::Relaxed);
+    CREATED.fetch_add(1, Ordering::Relaxed);
     Ok(stack)
 }
 
-/// A stack no coroutine runs on any more comes back: idle, or unmapped if the pool is full.
+/// A stack no coroutine runs on any more comes back: it becomes this thread's hot stack, and the one it
+/// displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
 pub(crate) fn give_back(size: usize, stack: DefaultStack) {
     let max = crate::pool::max_idle();
-    let mut idle = idle();
-    if idle.len() < max {
-        idle.push((size, stack));
+    if max == 0 {
+        // This thread's hot stack too, if it kept one from before pooling was switched off.
+        let _ = LOCAL.try_with(|local| {
+            if let Some((_, hot)) = local.borrow_mut().set_hot(None) {
+                free(hot);
+            }
+        });
+        free(stack);
+        return;
+    }
+    let mut item = Some((size, stack));
+    // `item` stays put if the thread is exiting (its thread-locals are gone): then it goes to the shared pool.
+    let displaced = LOCAL
+        .try_with(|local| local.borrow_mut().set_hot(item.take()))
+        .ok()
+        .flatten();
+    let Some((size, stack)) = displaced.or(item) else {
+        return;
+    };
+    let mut shared = shared();
+    if shared.idle.len() < max {
+        shared.idle.push((size, stack));
         return;
     }
     // Full, or over a bound that has been lowered since: unmap this one and the surplus, outside the lock.
-    let n = idle.len() - max;
-    let surplus: Vec<_> = idle.drain(..n).collect();
-    drop(idle);
-    POOL.freed
-        .fetch_add(surplus.len() as u64 + 1, Ordering::Relaxed);
-    drop(surplus);
-    drop(stack);
+    let n = shared.idle.len() - max;
+    let surplus: Vec<_> = shared.idle.drain(..n).collect();
+    drop(shared);
+    for (_, s) in surplus {
+        free(s);
+    }
+    free(stack);
 }
 
-/// Unmaps idle stacks beyond `max`, oldest first.
+/// Unmaps stacks of the shared pool beyond `max`, oldest first.
 pub(crate) fn trim(max: usize) {
     let surplus: Vec<_> = {
-        let mut idle = idle();
-        let n = idle.len().saturating_sub(max);
-        idle.drain(..n).collect()
+        let mut shared = shared();
+        let n = shared.idle.len().saturating_sub(max);
+        shared.idle.drain(..n).collect()
     };
-    POOL.freed
-        .fetch_add(surplus.len() as u64, Ordering::Relaxed);
+    for (_, stack) in surplus {
+        free(stack);
+    }
+    // This thread's hot stack too, if pooling is now off; other threads drop theirs at their next use.
+    if max == 0 {
+        let _ = LOCAL.try_with(|local| {
+            if let Some((_, stack)) = local.borrow_mut().set_hot(None) {
+                free(stack);
+            }
+        });
+    }
 }
 
 /// The native stack pool's counters, in the thread pool's shape: `created` counts stacks mapped, `reused`
-/// coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped.
+/// coroutines that got an idle stack, `idle` stacks idle now (threads' hot stacks included), `exited` stacks
+/// unmapped.
 pub(crate) fn stats() -> PoolStats {
+    let shared = shared();
+    let hot: usize = shared
+        .threads
+        .iter()
+        .map(|c| c.hot.load(Ordering::Relaxed))
+        .sum();
+    let hot_reused: u64 = shared
+        .threads
+        .iter()
+        .map(|c| c.reused.load(Ordering::Relaxed))
+        .sum();
     PoolStats {
-        created: POOL.created.load(Ordering::Relaxed),
-        reused: POOL.reused.load(Ordering::Relaxed),
-        idle: idle().len(),
-        exited: POOL.freed.load(Ordering::Relaxed),
+        created: CREATED.load(Ordering::Relaxed),
+        reused: shared.reused + shared.retired_reused + hot_reused,
+        idle: shared.idle.len() + hot,
+        exited: FREED.load(Ordering::Relaxed),
     }
 }

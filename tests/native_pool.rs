@@ -1,0 +1,200 @@
+//! The native backend's stack pool: reuse, the bound, pooling off, each thread's hot stack, clean reuse.
+//!
+//! The counters are process-wide, so these tests run one at a time (a lock) in a binary of their own, and
+//! each does its work on a fresh thread that it joins: a thread's hot stack is unmapped when the thread exits,
+//! so after the join the counters hold only what the test left in the shared pool.
+#![cfg(all(feature = "native", not(miri)))]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use cothread::{Backend, Builder, Coroutine, Resume, current, pool, yield_now};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on a new thread and waits until that thread (its thread-locals included) is gone.
+fn on_fresh_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+fn native() -> Builder {
+    Builder::new().backend(Backend::Native)
+}
+
+fn lifecycle() {
+    let mut co = native().spawn(|| 3).unwrap();
+    assert_eq!(co.enter(), Resume::Returned(3));
+}
+
+#[test]
+fn sequential_lifecycles_reuse_one_stack() {
+    let _s = serial();
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    on_fresh_thread(|| {
+        lifecycle(); // this thread now has a hot stack
+        let before = pool::native_stats();
+        for _ in 0..1000 {
+            lifecycle();
+        }
+        let after = pool::native_stats();
+        assert_eq!(after.created, before.created, "{before:?} -> {after:?}");
+        assert_eq!(after.reused - before.reused, 1000);
+        assert_eq!(after.idle, before.idle);
+    });
+}
+
+#[test]
+fn a_threads_hot_stack_goes_when_the_thread_exits() {
+    let _s = serial();
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    let before = pool::native_stats();
+    let during = on_fresh_thread(|| {
+        lifecycle();
+        pool::native_stats()
+    });
+    let after = pool::native_stats();
+    assert_eq!(
+        during.idle,
+        before.idle + 1,
+        "the thread keeps its last stack"
+    );
+    assert_eq!(after.idle, before.idle, "and unmaps it when it exits");
+    assert_eq!(after.exited - during.exited, 1);
+}
+
+#[test]
+fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
+    let _s = serial();
+    pool::set_max_idle(4);
+    on_fresh_thread(|| {
+        let mut cos: Vec<Coroutine> = (0..20)
+            .map(|_| native().spawn(yield_now).unwrap())
+            .collect();
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Yielded);
+        }
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Returned(()));
+        }
+        assert_eq!(pool::native_stats().idle, 4 + 1, "four shared, one hot");
+    });
+    assert_eq!(pool::native_stats().idle, 4);
+    let before = pool::native_stats();
+    pool::set_max_idle(1);
+    let after = pool::native_stats();
+    assert_eq!(
+        after.idle, 1,
+        "lowering the bound unmaps the surplus at once"
+    );
+    assert_eq!(after.exited - before.exited, 3);
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+}
+
+#[test]
+fn max_idle_zero_turns_pooling_off() {
+    let _s = serial();
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    on_fresh_thread(|| {
+        lifecycle(); // a hot stack, and one more in the shared pool at least
+        lifecycle();
+        pool::set_max_idle(0);
+        let before = pool::native_stats();
+        assert_eq!(
+            before.idle, 0,
+            "switching pooling off unmaps the shared pool and our hot stack"
+        );
+        for _ in 0..5 {
+            lifecycle();
+            let mut co = native()
+                .spawn(|| {
+                    yield_now();
+                    current().is_some()
+                })
+                .unwrap();
+            assert_eq!(co.enter(), Resume::Yielded);
+            assert_eq!(co.enter(), Resume::Returned(true));
+        }
+        let after = pool::native_stats();
+        assert_eq!(after.reused, before.reused);
+        assert_eq!(after.created - before.created, 10);
+        assert_eq!(after.exited - before.exited, 10);
+        assert_eq!(after.idle, 0);
+    });
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+}
+
+#[test]
+fn stack_sizes_are_pooled_apart() {
+    let _s = serial();
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    on_fresh_thread(|| {
+        let sized = |size: usize| {
+            let mut co = native().stack_size(size).spawn(|| 1).unwrap();
+            assert_eq!(co.enter(), Resume::Returned(1));
+        };
+        sized(3 << 20);
+        let before = pool::native_stats();
+        sized(5 << 20); // no idle stack of that size
+        let mid = pool::native_stats();
+        assert_eq!(mid.created - before.created, 1);
+        sized(3 << 20); // the first one's, from the shared pool (the hot stack is the 5 MiB one)
+        sized(5 << 20);
+        let after = pool::native_stats();
+        assert_eq!(after.created, mid.created);
+        assert_eq!(after.reused - mid.reused, 2);
+    });
+}
+
+#[test]
+fn a_stack_comes_back_clean_after_a_panic_or_a_drop() {
+    let _s = serial();
+    pool::set_max_idle(1);
+    on_fresh_thread(|| {
+        let mut p = native().spawn(|| -> () { panic!("boom") }).unwrap();
+        assert!(catch_unwind(AssertUnwindSafe(|| p.enter())).is_err());
+        let mut d = native().spawn(yield_now).unwrap();
+        assert_eq!(d.enter(), Resume::Yielded);
+        drop(d);
+        let before = pool::native_stats();
+        // The next coroutine reuses a stack, and sees nothing of the old ones: it is current, not cancelled
+        // (it can yield and be resumed), and its own value comes back.
+        let mut next = native()
+            .spawn(|| {
+                let me = current().unwrap();
+                yield_now();
+                me
+            })
+            .unwrap();
+        let h = next.handle();
+        assert_eq!(next.enter(), Resume::Yielded);
+        assert_eq!(next.enter().into_returned(), Some(h));
+        assert_eq!(pool::native_stats().reused - before.reused, 1);
+    });
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+}
+
+#[test]
+fn a_chain_of_200_nested_coroutines_gives_its_stacks_back() {
+    let _s = serial();
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fn chain(depth: usize) -> usize {
+        if depth == 1 {
+            return 1;
+        }
+        let mut child = native().spawn(move || chain(depth - 1)).unwrap();
+        1 + child.enter().into_returned().unwrap()
+    }
+    on_fresh_thread(|| {
+        assert_eq!(chain(200), 200);
+        let stats = pool::native_stats();
+        assert_eq!(stats.idle, pool::DEFAULT_MAX_IDLE + 1);
+        let before = stats;
+        assert_eq!(chain(200), 200);
+        let after = pool::native_stats();
+        assert!(after.reused - before.reused >= pool::DEFAULT_MAX_IDLE as u64);
+    });
+}
