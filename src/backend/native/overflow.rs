@@ -70,9 +70,12 @@ fn prepare_thread_slow() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(install);
     PREPARED.with(|p| p.set(true));
-    // SAFETY: `sigaltstack` with a null new stack only reads the current setting into `old`.
-    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
-    let queried = unsafe { libc::sigaltstack(std::ptr::null(), &mut old) };
+    // SAFETY: a zeroed `stack_t` is a valid value (null pointer, no flags, size 0), and `sigaltstack` with a
+    // null new stack only reads this thread's current setting into it.
+    let (queried, old) = unsafe {
+        let mut old: libc::stack_t = std::mem::zeroed();
+        (libc::sigaltstack(std::ptr::null(), &mut old), old)
+    };
     if queried == 0 && old.ss_flags & libc::SS_DISABLE == 0 {
         return; // std's threads (and the main thread) have one already.
     }
@@ -88,10 +91,13 @@ fn install() {
         PAGE.store(page as usize, Ordering::Relaxed);
     }
     for (i, &signal) in SIGNALS.iter().enumerate() {
-        // SAFETY: a zeroed `sigaction` is a valid value (no handler, empty mask, no flags); `sigaction` with a
-        // null new action only reads the current one into `old`.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        // SAFETY: a zeroed `sigaction` is a valid value (no handler, empty mask, no flags), and `sigaction` with
+        // a null new action only reads the current one into it.
+        let (queried, old) = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(signal, std::ptr::null(), &mut old), old)
+        };
+        if queried != 0 {
             continue;
         }
         // Saved before ours goes in, so that the handler can always find it.
@@ -110,6 +116,9 @@ fn install() {
 
 /// Our `SIGSEGV`/`SIGBUS` handler: reports an overflow of the running native stack and aborts; passes every
 /// other fault on.
+///
+/// # Safety
+/// Only the kernel calls it, as a handler installed with `SA_SIGINFO`, with that signal's arguments.
 unsafe extern "C" fn handler(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
     // SAFETY: the kernel passes a valid `siginfo_t` for a handler installed with `SA_SIGINFO`, and a fault
     // signal's `si_addr` is the faulting address.
@@ -125,6 +134,9 @@ unsafe extern "C" fn handler(signal: c_int, info: *mut siginfo_t, context: *mut 
 }
 
 /// Hands a fault that is not ours to the handler installed before ours (std's, usually).
+///
+/// # Safety
+/// Called from [`handler`] with the arguments the kernel gave it.
 unsafe fn chain(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
     let previous = SIGNALS
         .iter()
@@ -134,15 +146,20 @@ unsafe fn chain(signal: c_int, info: *mut siginfo_t, context: *mut c_void) {
     match (previous, handler) {
         (Some(action), h) if h != libc::SIG_DFL && h != libc::SIG_IGN => {
             if action.0.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: the previous action was installed with `SA_SIGINFO`, so its handler has this
-                // signature; we pass on the arguments we were given.
-                let f: unsafe extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
-                    unsafe { std::mem::transmute(h) };
-                unsafe { f(signal, info, context) }
+                // SAFETY: the previous action was installed with `SA_SIGINFO`, so its handler address (not
+                // `SIG_DFL`/`SIG_IGN`, checked above) is a function of this signature; we pass on the arguments
+                // the kernel gave us.
+                unsafe {
+                    let f: unsafe extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =
+                        std::mem::transmute(h);
+                    f(signal, info, context)
+                }
             } else {
-                // SAFETY: without `SA_SIGINFO` the handler takes only the signal number.
-                let f: unsafe extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
-                unsafe { f(signal) }
+                // SAFETY: without `SA_SIGINFO` the handler address is a function of the signal number only.
+                unsafe {
+                    let f: unsafe extern "C" fn(c_int) = std::mem::transmute(h);
+                    f(signal)
+                }
             }
         }
         _ => {
