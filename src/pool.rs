@@ -103,6 +103,16 @@ pub fn expire_idle_timeouts() {
     channel::expire_timeouts();
 }
 
+/// Under loom: switch pooling off (which tells every idle thread to exit) and wait until every pool thread
+/// of this execution has exited. A model calls this last, because loom requires every thread to have finished
+/// when the model's closure returns; a thread that never comes back idle makes loom report a deadlock.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn exit_all_and_join() {
+    set_max_idle(0);
+    crate::sync::thread::join_spawned();
+}
+
 /// The settings a thread was spawned with; a coroutine reuses only a thread with equal settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Spec {

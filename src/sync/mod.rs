@@ -34,8 +34,72 @@ mod imp {
 mod imp {
     pub(crate) use loom::hint::spin_loop;
     pub(crate) use loom::sync::Arc;
-    pub(crate) use loom::thread;
-    pub(crate) use loom::thread_local;
+
+    /// `thread_local!` in std's shape. loom's own macro matches the initialiser as an edition-2021 `expr`,
+    /// which does not accept std's `const { ... }` form, so that form is unwrapped here.
+    macro_rules! loom_thread_local {
+        ($(#[$attr:meta])* static $name:ident: $t:ty = const { $init:expr };) => {
+            loom::thread_local! { $(#[$attr])* static $name: $t = $init; }
+        };
+        ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+            loom::thread_local! { $(#[$attr])* static $name: $t = $init; }
+        };
+    }
+    pub(crate) use loom_thread_local as thread_local;
+
+    /// loom's threads, with a `Builder` that records every thread it spawns so that a model can join them
+    /// all before it ends ([`join_spawned`](thread::join_spawned)): loom requires every thread of an
+    /// execution to have finished when the model's closure returns, and the pool's threads are detached.
+    pub(crate) mod thread {
+        use std::io;
+
+        pub(crate) use loom::thread::yield_now;
+
+        type Handles = super::Mutex<Vec<loom::thread::JoinHandle<()>>>;
+
+        loom::lazy_static! {
+            /// Every thread spawned through [`Builder`] in this execution and not joined yet.
+            static ref SPAWNED: Handles = super::Mutex::new(Vec::new());
+        }
+
+        /// `std::thread::Builder`'s shape, for threads whose closure returns `()`.
+        pub(crate) struct Builder(loom::thread::Builder);
+
+        impl Builder {
+            pub(crate) fn new() -> Builder {
+                Builder(loom::thread::Builder::new())
+            }
+            pub(crate) fn name(self, name: String) -> Builder {
+                Builder(self.0.name(name))
+            }
+            pub(crate) fn stack_size(self, bytes: usize) -> Builder {
+                Builder(self.0.stack_size(bytes))
+            }
+            /// Spawns the thread. Unlike std, hands back no `JoinHandle`: the handle is kept for
+            /// [`join_spawned`].
+            pub(crate) fn spawn<F>(self, f: F) -> io::Result<()>
+            where
+                F: FnOnce() + Send + 'static,
+            {
+                let handle = self.0.spawn(f)?;
+                SPAWNED.lock().push(handle);
+                Ok(())
+            }
+        }
+
+        /// Joins every thread spawned through [`Builder`] in this execution, including threads spawned while
+        /// this waits. Propagates a thread's panic.
+        pub(crate) fn join_spawned() {
+            loop {
+                let Some(handle) = SPAWNED.lock().pop() else {
+                    return;
+                };
+                if let Err(payload) = handle.join() {
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+    }
 
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
@@ -108,6 +172,6 @@ mod imp {
 }
 
 #[cfg(loom)]
-mod loom_channel;
+pub(crate) mod loom_channel;
 
 pub(crate) use imp::*;
