@@ -19,6 +19,9 @@
 //! - `CANCEL` is sticky: once set (the owner dropped the coroutine) the coroutine never yields again.
 //! - `NESTED` is set only while `Running`, by the coroutine, around its own enter of another coroutine; it is
 //!   a hint (stop spinning), never a condition anybody waits for.
+//!
+//! Code under `cfg(cothread_planted_bug = "...")` is deliberately broken: `loom-tests/` builds with one such
+//! bug at a time to show that its models catch it (see `loom-tests/README.md`). Normal builds contain none.
 
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Condvar, Mutex, spin_loop, thread};
@@ -155,11 +158,16 @@ impl Baton {
                 return Err(phase_of(cur));
             }
             let new = (cur & CANCEL) | RUNNING;
+            // Planted bug (loom-tests/README.md): the claim forgets that the owner cancelled.
+            #[cfg(cothread_planted_bug = "claim_drops_cancel")]
+            let new = RUNNING;
             match self
                 .state
                 .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    // Planted bug: the coroutine may have parked, and nobody wakes it.
+                    #[cfg(not(cothread_planted_bug = "claim_skips_wake"))]
                     self.wake_if_parked(cur, COROUTINE);
                     return Ok(());
                 }
@@ -175,7 +183,11 @@ impl Baton {
         if state & PHASE_MASK == YIELDED {
             // Only this thread moves the phase out of `Yielded`; the coroutine may set PARKED meanwhile,
             // which `fetch_and` keeps.
+            #[cfg(not(cothread_planted_bug = "consume_with_store"))]
             self.state.fetch_and(!PHASE_MASK, Ordering::AcqRel);
+            // Planted bug: a plain store loses the PARKED (and CANCEL) the coroutine may have set.
+            #[cfg(cothread_planted_bug = "consume_with_store")]
+            self.state.store(IDLE, Ordering::Release);
             Phase::Yielded
         } else {
             Phase::Finished
@@ -191,12 +203,15 @@ impl Baton {
             if cur & CANCEL != 0 {
                 return Err(Cancelled);
             }
-            match self.state.compare_exchange_weak(
-                cur,
-                YIELDED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            // Planted bug: a relaxed yield publishes nothing the coroutine wrote before it.
+            #[cfg(cothread_planted_bug = "relaxed_yield")]
+            let (success, failure) = (Ordering::Relaxed, Ordering::Relaxed);
+            #[cfg(not(cothread_planted_bug = "relaxed_yield"))]
+            let (success, failure) = (Ordering::AcqRel, Ordering::Acquire);
+            match self
+                .state
+                .compare_exchange_weak(cur, YIELDED, success, failure)
+            {
                 Ok(_) => {
                     self.wake_if_parked(cur, ENTERER);
                     return Ok(());
@@ -208,15 +223,28 @@ impl Baton {
 
     /// Coroutine: waits until entered again.
     pub(crate) fn wait_for_coroutine(&self) {
+        #[cfg(not(cothread_planted_bug = "coroutine_wakes_on_idle"))]
         self.wait_until(COROUTINE, |s| s & PHASE_MASK == RUNNING);
+        // Planted bug: the coroutine resumes as soon as the enterer has taken control back.
+        #[cfg(cothread_planted_bug = "coroutine_wakes_on_idle")]
+        self.wait_until(COROUTINE, |s| s & PHASE_MASK != YIELDED);
     }
 
     /// Coroutine: `Running -> Finished`, waking the enterer. The coroutine must not wait on this baton again.
     pub(crate) fn finish(&self) {
         // The swap clears PARKED (only the enterer can have set it) and CANCEL (moot once finished).
-        let old = self.state.swap(FINISHED, Ordering::AcqRel);
-        debug_assert_eq!(old & PHASE_MASK, RUNNING);
-        self.wake_if_parked(old, ENTERER);
+        #[cfg(not(cothread_planted_bug = "state_after_notify"))]
+        {
+            let old = self.state.swap(FINISHED, Ordering::AcqRel);
+            debug_assert_eq!(old & PHASE_MASK, RUNNING);
+            self.wake_if_parked(old, ENTERER);
+        }
+        // Planted bug: the enterer, woken before the state changes, can go back to sleep for good.
+        #[cfg(cothread_planted_bug = "state_after_notify")]
+        {
+            self.wake_if_parked(self.state.load(Ordering::Acquire), ENTERER);
+            self.state.store(FINISHED, Ordering::Release);
+        }
     }
 
     /// Coroutine: says whether it is waiting for a coroutine it entered (see `NESTED`).
@@ -299,6 +327,7 @@ impl Baton {
 
     fn park_until(&self, side: usize, done: impl Fn(u32) -> bool) -> u32 {
         let side = &self.sides[side];
+        #[cfg(not(cothread_planted_bug = "park_check_without_lock"))]
         let mut guard = side.lock.lock();
         loop {
             let s = self.state.load(Ordering::Acquire);
@@ -313,6 +342,10 @@ impl Baton {
             {
                 continue;
             }
+            // Planted bug: the state was checked and PARKED set before taking the lock, so the wake-up
+            // can come before this wait.
+            #[cfg(cothread_planted_bug = "park_check_without_lock")]
+            let mut guard = side.lock.lock();
             side.cvar.wait(&mut guard);
         }
     }
