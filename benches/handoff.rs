@@ -1,5 +1,6 @@
 //! Criterion benches of the hand-off: one group per operation, one line per variant, baselines in the same
-//! run. `cargo bench --bench handoff` (filter with e.g. `-- round_trip`).
+//! run. `cargo bench --bench handoff` (filter with e.g. `-- round_trip`); `--features native` adds the native
+//! backend's lines and corosensei's bare switch as their baseline.
 
 #[path = "support/workloads.rs"]
 mod workloads;
@@ -36,6 +37,13 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("baseline/function_call", |b| {
         b.iter_custom(workloads::function_call)
     });
+    #[cfg(feature = "native")]
+    {
+        g.bench_function("native", |b| b.iter_custom(workloads::native::round_trip));
+        g.bench_function("baseline/corosensei", |b| {
+            b.iter_custom(workloads::native::raw_round_trip)
+        });
+    }
     g.finish();
 }
 
@@ -53,6 +61,18 @@ fn lifecycle(c: &mut Criterion) {
     g.bench_function("baseline/thread_spawn_join", |b| {
         b.iter_custom(workloads::spawn_join)
     });
+    #[cfg(feature = "native")]
+    {
+        g.bench_function("native/pooled", |b| {
+            b.iter_custom(workloads::native::lifecycle)
+        });
+        g.bench_function("native/unpooled", |b| {
+            b.iter_custom(workloads::native::lifecycle_unpooled)
+        });
+        g.bench_function("baseline/corosensei_reused_stack", |b| {
+            b.iter_custom(workloads::native::raw_lifecycle)
+        });
+    }
     g.finish();
 }
 
@@ -72,6 +92,10 @@ fn nesting(c: &mut Criterion) {
     g.bench_function("thread/park", |b| {
         b.iter_custom(|n| workloads::nesting(park, DEPTH, n))
     });
+    #[cfg(feature = "native")]
+    g.bench_function("native", |b| {
+        b.iter_custom(|n| workloads::native::nesting(DEPTH, n))
+    });
     g.finish();
 }
 
@@ -82,6 +106,10 @@ fn round_robin(c: &mut Criterion) {
     });
     g.bench_function("thread/park", |b| {
         b.iter_custom(|n| workloads::round_robin(Variant::PARK, 100, n))
+    });
+    #[cfg(feature = "native")]
+    g.bench_function("native", |b| {
+        b.iter_custom(|n| workloads::native::round_robin(100, n))
     });
     g.finish();
 }

@@ -57,8 +57,9 @@ pub fn reset() {
     Variant::SPIN.apply();
 }
 
+/// The thread backend, whatever the default backend of the build is (`--features native` makes it native).
 fn builder() -> Builder {
-    Builder::new()
+    Builder::new().backend(cothread::Backend::Thread)
 }
 
 /// QEMU /perf/yield: one enter + yield round trip.
@@ -333,4 +334,133 @@ pub fn round_robin(v: Variant, n: usize, iters: u64) -> Duration {
     drop(cos);
     reset();
     t
+}
+
+/// The same operations on the native backend (`--features native`), and corosensei's bare switch as their
+/// baseline. Pooling is at its default (`pool::DEFAULT_MAX_IDLE`); spinning does not apply.
+#[cfg(feature = "native")]
+pub mod native {
+    use super::*;
+
+    fn builder() -> Builder {
+        Builder::new().backend(cothread::Backend::Native)
+    }
+
+    /// QEMU /perf/yield on the native backend.
+    pub fn round_trip(iters: u64) -> Duration {
+        let mut co: Coroutine = builder()
+            .spawn(|| {
+                loop {
+                    yield_now();
+                }
+            })
+            .expect("coroutine");
+        assert_eq!(co.enter(), Resume::Yielded);
+        let start = Instant::now();
+        for _ in 0..iters {
+            let _ = black_box(co.enter());
+        }
+        start.elapsed()
+    }
+
+    /// QEMU /perf/lifecycle on the native backend: create, enter and finish, with a pooled stack.
+    pub fn lifecycle(iters: u64) -> Duration {
+        let mut warm = builder().spawn(|| ()).expect("coroutine");
+        let _ = warm.enter();
+        drop(warm);
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut co = builder().spawn(|| black_box(1)).expect("coroutine");
+            let _ = black_box(co.enter());
+        }
+        start.elapsed()
+    }
+
+    /// The same with pooling off: every coroutine maps a fresh stack (and unmaps it).
+    pub fn lifecycle_unpooled(iters: u64) -> Duration {
+        cothread::pool::set_max_idle(0);
+        let t = lifecycle(iters);
+        reset();
+        t
+    }
+
+    fn chain(depth: u32) {
+        if depth > 1 {
+            let mut child = builder()
+                .spawn(move || chain(depth - 1))
+                .expect("coroutine");
+            let _ = child.enter();
+        }
+    }
+
+    /// QEMU /perf/nesting on the native backend: a chain `depth` deep, per chain.
+    pub fn nesting(depth: u32, iters: u64) -> Duration {
+        cothread::pool::set_max_idle(depth as usize + 1);
+        chain(depth);
+        let start = Instant::now();
+        for _ in 0..iters {
+            chain(depth);
+        }
+        let t = start.elapsed();
+        reset();
+        t
+    }
+
+    /// `n` suspended native coroutines entered in turn; per enter.
+    pub fn round_robin(n: usize, iters: u64) -> Duration {
+        let mut cos: Vec<Coroutine> = (0..n)
+            .map(|_| {
+                builder()
+                    .spawn(|| {
+                        loop {
+                            yield_now();
+                        }
+                    })
+                    .expect("coroutine")
+            })
+            .collect();
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Yielded);
+        }
+        let start = Instant::now();
+        let mut done = 0;
+        'outer: loop {
+            for co in &mut cos {
+                if done == iters {
+                    break 'outer;
+                }
+                let _ = black_box(co.enter());
+                done += 1;
+            }
+        }
+        start.elapsed()
+    }
+
+    /// Baseline: corosensei's resume + suspend, nothing else.
+    pub fn raw_round_trip(iters: u64) -> Duration {
+        let mut co = corosensei::Coroutine::new(|y: &corosensei::Yielder<(), ()>, ()| {
+            loop {
+                y.suspend(());
+            }
+        });
+        co.resume(());
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(co.resume(()));
+        }
+        start.elapsed()
+    }
+
+    /// Baseline: corosensei's create + run to completion on one reused stack, nothing else.
+    pub fn raw_lifecycle(iters: u64) -> Duration {
+        let mut stack = Some(corosensei::stack::DefaultStack::new(2 << 20).expect("stack"));
+        let start = Instant::now();
+        for _ in 0..iters {
+            let body = |_: &corosensei::Yielder<(), ()>, ()| black_box(1);
+            let mut co = corosensei::Coroutine::with_stack(stack.take().expect("stack"), body);
+            black_box(co.resume(()));
+            stack = Some(co.into_stack());
+        }
+        start.elapsed()
+    }
 }
