@@ -7,42 +7,10 @@
 //! says so runs.
 #![cfg(feature = "native")]
 
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use cothread::{Backend, Builder, Coroutine, CoroutineRef, Resume, current, yield_now};
-
-/// The message of a caught panic payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
-
-const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
+use cothread::{Backend, Builder};
 
 fn native() -> Builder {
     Builder::new().backend(Backend::Native)
-}
-
-fn thread() -> Builder {
-    Builder::new().backend(Backend::Thread)
-}
-
-/// Sets a flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[cfg(miri)]
@@ -56,6 +24,40 @@ fn under_miri_native_coroutines_fail_to_spawn() {
 #[cfg(not(miri))]
 mod native_backend {
     use super::*;
+
+    use std::cell::Cell;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use cothread::{Coroutine, CoroutineRef, Resume, current, yield_now};
+
+    /// The message of a caught panic payload.
+    fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+        if let Some(s) = payload.downcast_ref::<&str>() {
+            s.to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "<non-string payload>".to_string()
+        }
+    }
+
+    const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
+
+    fn thread() -> Builder {
+        Builder::new().backend(Backend::Thread)
+    }
+
+    /// Sets a flag when dropped.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 
     #[test]
     fn native_is_the_default_and_runs_on_the_enterers_thread() {

@@ -80,7 +80,8 @@ fn prepare_thread_slow() {
         return; // std's threads (and the main thread) have one already.
     }
     if let Some(alt) = AltStack::new() {
-        ALT_STACK.with(|a| *a.borrow_mut() = Some(alt));
+        // A thread already tearing down its thread-locals gets none (`alt` is dropped, which disables it).
+        let _ = ALT_STACK.try_with(|a| *a.borrow_mut() = Some(alt));
     }
 }
 
