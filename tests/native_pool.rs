@@ -16,6 +16,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Empties the shared pool (whatever earlier tests left there) and sets the bound.
+fn fresh_pool(max_idle: usize) {
+    pool::set_max_idle(0);
+    pool::set_max_idle(max_idle);
+}
+
 /// Runs `f` on a new thread and waits until that thread (its thread-locals included) is gone.
 fn on_fresh_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
@@ -33,7 +39,7 @@ fn lifecycle() {
 #[test]
 fn sequential_lifecycles_reuse_one_stack() {
     let _s = serial();
-    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
     on_fresh_thread(|| {
         lifecycle(); // this thread now has a hot stack
         let before = pool::native_stats();
@@ -50,7 +56,7 @@ fn sequential_lifecycles_reuse_one_stack() {
 #[test]
 fn a_threads_hot_stack_goes_when_the_thread_exits() {
     let _s = serial();
-    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
     let before = pool::native_stats();
     let during = on_fresh_thread(|| {
         lifecycle();
@@ -69,7 +75,7 @@ fn a_threads_hot_stack_goes_when_the_thread_exits() {
 #[test]
 fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
     let _s = serial();
-    pool::set_max_idle(4);
+    fresh_pool(4);
     on_fresh_thread(|| {
         let mut cos: Vec<Coroutine> = (0..20)
             .map(|_| native().spawn(yield_now).unwrap())
@@ -97,7 +103,7 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
 #[test]
 fn max_idle_zero_turns_pooling_off() {
     let _s = serial();
-    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
     on_fresh_thread(|| {
         lifecycle(); // a hot stack, and one more in the shared pool at least
         lifecycle();
@@ -130,7 +136,7 @@ fn max_idle_zero_turns_pooling_off() {
 #[test]
 fn stack_sizes_are_pooled_apart() {
     let _s = serial();
-    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
     on_fresh_thread(|| {
         let sized = |size: usize| {
             let mut co = native().stack_size(size).spawn(|| 1).unwrap();
@@ -152,7 +158,7 @@ fn stack_sizes_are_pooled_apart() {
 #[test]
 fn a_stack_comes_back_clean_after_a_panic_or_a_drop() {
     let _s = serial();
-    pool::set_max_idle(1);
+    fresh_pool(1);
     on_fresh_thread(|| {
         let mut p = native().spawn(|| -> () { panic!("boom") }).unwrap();
         assert!(catch_unwind(AssertUnwindSafe(|| p.enter())).is_err());
@@ -180,7 +186,7 @@ fn a_stack_comes_back_clean_after_a_panic_or_a_drop() {
 #[test]
 fn a_chain_of_200_nested_coroutines_gives_its_stacks_back() {
     let _s = serial();
-    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
     fn chain(depth: usize) -> usize {
         if depth == 1 {
             return 1;
