@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all -- --check
-(cd loom-tests 2>/dev/null && cargo fmt -- --check) || [ ! -d loom-tests ]
+(cd loom-tests && cargo fmt -- --check)
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features native -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features native
