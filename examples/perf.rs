@@ -1,6 +1,6 @@
 //! QEMU's `/perf/*` cases for cothread, with plain-thread baselines, in nanoseconds per operation.
 //!
-//! Run: `cargo run --release --example perf` (add `--features native` for the native column). Each figure is
+//! Run: `cargo run --release --example perf` (add `--features native` for the native backend's rows). Each figure is
 //! the median of three timed runs after calibrating the iteration count to ~150 ms a run.
 
 #[path = "../benches/support/workloads.rs"]
@@ -136,6 +136,44 @@ fn main() {
         "thread, park, pool 1024 (per level)",
         per_level(whole_chain(Variant::PARK)),
     );
+
+    #[cfg(feature = "native")]
+    {
+        use workloads::native;
+        row(
+            "lifecycle",
+            "native, pooled stack",
+            ns_per_op(native::lifecycle),
+        );
+        row(
+            "lifecycle",
+            "native, unpooled (fresh mmap)",
+            ns_per_op(native::lifecycle_unpooled),
+        );
+        row(
+            "lifecycle",
+            "baseline: raw corosensei",
+            ns_per_op(native::raw_lifecycle),
+        );
+        row("yield", "native", ns_per_op(native::round_trip));
+        row(
+            "yield",
+            "baseline: raw corosensei",
+            ns_per_op(native::raw_round_trip),
+        );
+        row(
+            "round-robin",
+            "native (100 coroutines, per enter)",
+            ns_per_op(|n| native::round_robin(100, n)),
+        );
+        row(
+            "nesting",
+            "native (per level of 1000)",
+            ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth),
+        );
+    }
+    #[cfg(not(feature = "native"))]
+    eprintln!("  (build with --features native for the native backend's rows)");
 
     row(
         "function-call",
