@@ -157,6 +157,7 @@ impl Baton {
             if cur & PHASE_MASK != IDLE {
                 return Err(phase_of(cur));
             }
+            #[cfg(not(cothread_planted_bug = "claim_drops_cancel"))]
             let new = (cur & CANCEL) | RUNNING;
             // Planted bug (loom-tests/README.md): the claim forgets that the owner cancelled.
             #[cfg(cothread_planted_bug = "claim_drops_cancel")]
