@@ -16,8 +16,8 @@ cd loom-tests
 export RUSTFLAGS="--cfg loom"
 
 echo "--- loom models (stable, release, --cfg loom)"
-cargo build --release --locked --tests
-timeout "$SUITE_TIMEOUT" cargo test --release --locked -- --test-threads=1 --nocapture
+cargo build --release --tests
+timeout "$SUITE_TIMEOUT" cargo test --release -- --test-threads=1 --nocapture
 echo "--- loom models passed (${SECONDS} s so far)"
 
 # Each planted bug needs cothread rebuilt with `--cfg cothread_planted_bug="<bug>"`. Through RUSTFLAGS that
@@ -43,7 +43,7 @@ failed=0
 for entry in "${PLANTED[@]}"; do
   # `expect`, the last field, gets the rest of the entry: the regex may itself contain |.
   IFS='|' read -r bug models expect <<<"$entry"
-  planted=(+nightly test --release --locked --target-dir target/planted -Zprofile-rustflags
+  planted=(+nightly test --release --target-dir target/planted -Zprofile-rustflags
     --config "profile.release.package.cothread.rustflags=[\"--cfg\", 'cothread_planted_bug=\"$bug\"']"
     --test handoff)
   # The build must succeed: a planted bug that does not compile would "fail" every model for nothing.
