@@ -263,6 +263,7 @@ impl Drop for AltStack {
 }
 
 /// Each case runs this test binary again as a child process that crashes on purpose, and checks how it died.
+// Not under Miri: Miri cannot spawn child processes.
 #[cfg(all(test, not(miri)))]
 mod tests {
     use std::process::{Command, Output};
