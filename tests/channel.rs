@@ -1,6 +1,8 @@
 //! Channels: delivery without loss or duplication, capacity and rendezvous, disconnection and its errors,
 //! threads outside coroutines, misuse.
 
+mod common;
+
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
@@ -9,16 +11,7 @@ use cothread::channel::{self, RecvError, SendError, TryRecvError, TrySendError};
 use cothread::runloop::yield_to_loop;
 use cothread::{Coroutine, RunLoop};
 
-/// The message of a caught panic payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
+use common::message;
 
 /// `producers` coroutines send `total` distinct messages through one channel to `consumers` coroutines; the
 /// multiset received equals the multiset sent.

@@ -1,22 +1,15 @@
 //! Misuse and faults: clear panics naming the mistake, panics reaching the enterer, forced unwind on drop,
 //! creation errors, cross-thread use and thread-locals.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cothread::{Builder, Coroutine, Resume, current, yield_now};
 
-/// The message of a caught panic payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
+use common::message;
 
 #[test]
 fn yield_outside_a_coroutine_panics() {

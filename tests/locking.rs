@@ -5,6 +5,8 @@
 //! `wake(c)` followed by `run_until_stalled()`: c runs, and so does every coroutine its wake-ups make
 //! runnable, exactly as QEMU's `qemu_coroutine_enter` runs the wake-ups queued by c before returning.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,16 +14,7 @@ use std::sync::{Arc, Mutex};
 use cothread::runloop::{self, JoinHandle, yield_to_loop};
 use cothread::{CoMutex, CoQueue, CoRwLock, Coroutine, RunLoop, channel, yield_now};
 
-/// The message of a caught panic payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
+use common::message;
 
 /// QEMU's "enter c": wake it and run until everything it set in motion has stopped.
 fn enter<R>(rl: &mut RunLoop, c: &JoinHandle<R>) {

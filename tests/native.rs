@@ -22,6 +22,9 @@ fn under_miri_native_coroutines_fail_to_spawn() {
 }
 
 #[cfg(not(miri))]
+mod common;
+
+#[cfg(not(miri))]
 mod native_backend {
     use super::*;
 
@@ -33,16 +36,7 @@ mod native_backend {
 
     use cothread::{Coroutine, CoroutineRef, Resume, current, yield_now};
 
-    /// The message of a caught panic payload.
-    fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-        if let Some(s) = payload.downcast_ref::<&str>() {
-            s.to_string()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "<non-string payload>".to_string()
-        }
-    }
+    use super::common::message;
 
     const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 

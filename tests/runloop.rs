@@ -1,6 +1,8 @@
 //! The run loop: FIFO order, wake-ups (from the running task, from outside, from other threads), sleeps,
 //! deadlock reports, panics, dropping a loop with suspended tasks.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,16 +25,7 @@ fn entries(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()
 }
 
-/// The message of a caught panic payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
+use common::message;
 
 #[test]
 fn tasks_run_in_spawn_order_and_values_come_back() {
