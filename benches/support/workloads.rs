@@ -57,70 +57,116 @@ pub fn reset() {
     Variant::SPIN.apply();
 }
 
+/// Makes the coroutines of one measurement: picks the backend.
+pub type MakeBuilder = fn() -> Builder;
+
 /// The thread backend, whatever the default backend of the build is (`--features native` makes it native).
-fn builder() -> Builder {
+fn thread_builder() -> Builder {
     Builder::new().backend(cothread::Backend::Thread)
 }
 
-/// QEMU /perf/yield: one enter + yield round trip.
-pub fn round_trip(v: Variant, iters: u64) -> Duration {
+/// Runs `measure` with the thread backend and settings `v`, then puts the defaults back.
+fn on_thread(v: Variant, measure: impl FnOnce(MakeBuilder) -> Duration) -> Duration {
     v.apply();
-    let mut co: Coroutine = builder()
+    let t = measure(thread_builder);
+    reset();
+    t
+}
+
+fn endless(make: MakeBuilder) -> Coroutine {
+    make()
         .spawn(|| {
             loop {
                 yield_now();
             }
         })
-        .expect("coroutine");
+        .expect("coroutine")
+}
+
+/// QEMU /perf/yield: one enter + yield round trip.
+fn round_trip_with(make: MakeBuilder, iters: u64) -> Duration {
+    let mut co = endless(make);
     // First enter starts the body; not measured.
     assert_eq!(co.enter(), Resume::Yielded);
     let start = Instant::now();
     for _ in 0..iters {
         let _ = black_box(co.enter());
     }
-    let t = start.elapsed();
-    drop(co); // forced unwind of the endless body
-    reset();
-    t
+    start.elapsed()
+    // Dropping `co` unwinds the endless body.
 }
 
 /// QEMU /perf/lifecycle: create, enter and finish an empty coroutine.
-pub fn lifecycle(v: Variant, iters: u64) -> Duration {
-    v.apply();
-    // Warm the pool so the first measured lifecycle finds an idle thread, as every later one does.
-    let mut warm = builder().spawn(|| ()).expect("coroutine");
+fn lifecycle_with(make: MakeBuilder, iters: u64) -> Duration {
+    // Warm the pool so the first measured lifecycle finds an idle thread or stack, as every later one does.
+    let mut warm = make().spawn(|| ()).expect("coroutine");
     let _ = warm.enter();
     drop(warm);
     let start = Instant::now();
     for _ in 0..iters {
-        let mut co = builder().spawn(|| black_box(1)).expect("coroutine");
+        let mut co = make().spawn(|| black_box(1)).expect("coroutine");
         let _ = black_box(co.enter());
     }
-    let t = start.elapsed();
-    reset();
-    t
+    start.elapsed()
 }
 
-fn chain(depth: u32) {
+fn chain(make: MakeBuilder, depth: u32) {
     if depth > 1 {
-        let mut child = builder()
-            .spawn(move || chain(depth - 1))
+        let mut child = make()
+            .spawn(move || chain(make, depth - 1))
             .expect("coroutine");
         let _ = child.enter();
     }
 }
 
 /// QEMU /perf/nesting: a chain `depth` deep created, entered and unwound, per chain.
-pub fn nesting(v: Variant, depth: u32, iters: u64) -> Duration {
-    v.apply();
-    chain(depth); // warm the pool with `depth` threads
+fn nesting_with(make: MakeBuilder, depth: u32, iters: u64) -> Duration {
+    chain(make, depth); // warm the pool with `depth` threads or stacks
     let start = Instant::now();
     for _ in 0..iters {
-        chain(depth);
+        chain(make, depth);
     }
-    let t = start.elapsed();
-    reset();
-    t
+    start.elapsed()
+}
+
+/// A scheduler's pattern: `n` suspended coroutines entered in turn, each yielding at once; per enter.
+fn round_robin_with(make: MakeBuilder, n: usize, iters: u64) -> Duration {
+    let mut cos: Vec<Coroutine> = (0..n).map(|_| endless(make)).collect();
+    for co in &mut cos {
+        assert_eq!(co.enter(), Resume::Yielded);
+    }
+    let start = Instant::now();
+    let mut done = 0;
+    'outer: loop {
+        for co in &mut cos {
+            if done == iters {
+                break 'outer;
+            }
+            let _ = black_box(co.enter());
+            done += 1;
+        }
+    }
+    start.elapsed()
+}
+
+/// QEMU /perf/yield on the thread backend.
+pub fn round_trip(v: Variant, iters: u64) -> Duration {
+    on_thread(v, |make| round_trip_with(make, iters))
+}
+
+/// QEMU /perf/lifecycle on the thread backend.
+pub fn lifecycle(v: Variant, iters: u64) -> Duration {
+    on_thread(v, |make| lifecycle_with(make, iters))
+}
+
+/// QEMU /perf/nesting on the thread backend.
+pub fn nesting(v: Variant, depth: u32, iters: u64) -> Duration {
+    on_thread(v, |make| nesting_with(make, depth, iters))
+}
+
+/// Round robin over `n` coroutines on the thread backend.
+pub fn round_robin(v: Variant, n: usize, iters: u64) -> Duration {
+    on_thread(v, |make| round_robin_with(make, n, iters))
 }
 
 #[inline(never)]
@@ -302,78 +348,24 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
     t
 }
 
-/// A scheduler's pattern: `n` suspended coroutines entered in turn, each yielding at once; per enter.
-pub fn round_robin(v: Variant, n: usize, iters: u64) -> Duration {
-    v.apply();
-    let mut cos: Vec<Coroutine> = (0..n)
-        .map(|_| {
-            builder()
-                .spawn(|| {
-                    loop {
-                        yield_now();
-                    }
-                })
-                .expect("coroutine")
-        })
-        .collect();
-    for co in &mut cos {
-        assert_eq!(co.enter(), Resume::Yielded);
-    }
-    let start = Instant::now();
-    let mut done = 0;
-    'outer: loop {
-        for co in &mut cos {
-            if done == iters {
-                break 'outer;
-            }
-            let _ = black_box(co.enter());
-            done += 1;
-        }
-    }
-    let t = start.elapsed();
-    drop(cos);
-    reset();
-    t
-}
-
 /// The same operations on the native backend (`--features native`), and corosensei's bare switch as their
 /// baseline. Pooling is at its default (`pool::DEFAULT_MAX_IDLE`); spinning does not apply.
 #[cfg(feature = "native")]
 pub mod native {
     use super::*;
 
-    fn builder() -> Builder {
+    fn native_builder() -> Builder {
         Builder::new().backend(cothread::Backend::Native)
     }
 
     /// QEMU /perf/yield on the native backend.
     pub fn round_trip(iters: u64) -> Duration {
-        let mut co: Coroutine = builder()
-            .spawn(|| {
-                loop {
-                    yield_now();
-                }
-            })
-            .expect("coroutine");
-        assert_eq!(co.enter(), Resume::Yielded);
-        let start = Instant::now();
-        for _ in 0..iters {
-            let _ = black_box(co.enter());
-        }
-        start.elapsed()
+        round_trip_with(native_builder, iters)
     }
 
     /// QEMU /perf/lifecycle on the native backend: create, enter and finish, with a pooled stack.
     pub fn lifecycle(iters: u64) -> Duration {
-        let mut warm = builder().spawn(|| ()).expect("coroutine");
-        let _ = warm.enter();
-        drop(warm);
-        let start = Instant::now();
-        for _ in 0..iters {
-            let mut co = builder().spawn(|| black_box(1)).expect("coroutine");
-            let _ = black_box(co.enter());
-        }
-        start.elapsed()
+        lifecycle_with(native_builder, iters)
     }
 
     /// The same with pooling off: every coroutine maps a fresh stack (and unmaps it).
@@ -384,56 +376,17 @@ pub mod native {
         t
     }
 
-    fn chain(depth: u32) {
-        if depth > 1 {
-            let mut child = builder()
-                .spawn(move || chain(depth - 1))
-                .expect("coroutine");
-            let _ = child.enter();
-        }
-    }
-
     /// QEMU /perf/nesting on the native backend: a chain `depth` deep, per chain.
     pub fn nesting(depth: u32, iters: u64) -> Duration {
         cothread::pool::set_max_idle(depth as usize + 1);
-        chain(depth);
-        let start = Instant::now();
-        for _ in 0..iters {
-            chain(depth);
-        }
-        let t = start.elapsed();
+        let t = nesting_with(native_builder, depth, iters);
         reset();
         t
     }
 
     /// `n` suspended native coroutines entered in turn; per enter.
     pub fn round_robin(n: usize, iters: u64) -> Duration {
-        let mut cos: Vec<Coroutine> = (0..n)
-            .map(|_| {
-                builder()
-                    .spawn(|| {
-                        loop {
-                            yield_now();
-                        }
-                    })
-                    .expect("coroutine")
-            })
-            .collect();
-        for co in &mut cos {
-            assert_eq!(co.enter(), Resume::Yielded);
-        }
-        let start = Instant::now();
-        let mut done = 0;
-        'outer: loop {
-            for co in &mut cos {
-                if done == iters {
-                    break 'outer;
-                }
-                let _ = black_box(co.enter());
-                done += 1;
-            }
-        }
-        start.elapsed()
+        round_robin_with(native_builder, n, iters)
     }
 
     /// Baseline: corosensei's resume + suspend, nothing else.
