@@ -406,9 +406,10 @@ fn enter(co: &Arc<Control>) -> Result<Phase, Phase> {
 #[inline]
 fn run_claimed(co: &Arc<Control>) -> Phase {
     let caller = current_ptr();
+    // The NESTED hint only matters to an enterer that waits on another thread.
     // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
     // by its entry frame below us on this stack.
-    let outer = unsafe { caller.as_ref() };
+    let outer = unsafe { caller.as_ref() }.filter(|outer| outer.context.enterer_waits());
     if let Some(outer) = outer {
         outer.baton.set_nested(true);
     }

@@ -150,4 +150,11 @@ impl Context {
             Context::Native(c) => c.runs_here(),
         }
     }
+
+    /// Whether the coroutine's enterer waits on another thread while it runs (thread backend), so that
+    /// spinning hints on its baton matter. On the native backend the enterer is suspended on the same thread.
+    #[inline]
+    pub(crate) fn enterer_waits(&self) -> bool {
+        matches!(self, Context::Thread(_))
+    }
 }
