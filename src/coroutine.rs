@@ -11,12 +11,15 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::backend::{Backend, Context, Entry};
+use crate::backend::{Backend, Context, ContextOps, with_context};
 use crate::baton::{Baton, Phase};
 use crate::pool::Spec;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, thread};
 
 /// The message of the panic for entering a coroutine that is already in the caller chain (QEMU aborts with
@@ -44,6 +47,14 @@ fn current_ptr() -> *const Arc<Control> {
     CURRENT.with(|c| c.get())
 }
 
+/// The coroutine running on this thread, as a raw pointer (null outside coroutines), for the native backend's
+/// stack overflow handler: one load of a thread-local that has no destructor, so it is safe in a signal handler.
+/// The pointee is alive while the coroutine runs (see `CURRENT`).
+#[cfg(all(feature = "native", unix))]
+pub(crate) fn current_raw() -> *const Arc<Control> {
+    current_ptr()
+}
+
 #[inline]
 fn set_current(ptr: *const Arc<Control>) {
     CURRENT.with(|c| c.set(ptr));
@@ -53,22 +64,85 @@ fn set_current(ptr: *const Arc<Control>) {
 /// catches it, and user code cannot name it.
 struct ForcedUnwind;
 
-/// A coroutine's control block.
+/// A panic's payload.
+type Payload = Box<dyn Any + Send>;
+
+/// A coroutine's control block: one allocation per coroutine. The body itself is not here: the backend keeps it
+/// until it runs (on the native stack, or in the thread backend's start message).
 ///
-/// Invariants: `baton` is the only record of the coroutine's phase; `panic` is written by the coroutine
-/// before it finishes and taken by the enterer that sees it finish; `unwinding` is set once the forced unwind
-/// has been raised.
+/// Invariants:
+/// - `baton` is the only record of the coroutine's phase;
+/// - `unwinding` is set once the forced unwind has been raised; only the coroutine itself touches it;
+/// - `out` is written by each enterer after its claim succeeds and before it resumes the coroutine: the
+///   owner's own slot for the value (an `Option<R>` of the owner's `R`) when the owner enters, null otherwise;
+///   the coroutine reads it when its body returns, before it finishes;
+/// - `stash` holds the value, boxed, if the body returned while `out` was null (a handle's enter); written by
+///   the coroutine before it finishes, taken by the owner after it has seen the phase `Finished`;
+/// - `panic` holds the body's panic payload; written by the coroutine before it finishes, taken by the one
+///   enterer that gets control back from the run in which it finished.
+///
+/// The baton's release/acquire transitions order every access to the three cells, so that one side at a time
+/// touches each.
 pub(crate) struct Control {
     pub(crate) baton: Baton,
-    context: Context,
+    pub(crate) context: Context,
     id: u64,
     name: Option<String>,
-    panic: Mutex<Option<Box<dyn Any + Send>>>,
     unwinding: AtomicBool,
+    out: UnsafeCell<Out>,
+    stash: UnsafeCell<Option<Box<dyn Value>>>,
+    panic: UnsafeCell<Option<Payload>>,
+}
+
+/// A body's value of some type `R`, boxed, that only the owner (which knows `R`) takes out again.
+trait Value: Send {}
+impl<T: Send> Value for T {}
+
+// SAFETY: the cells (`out`, `stash`, `panic`) are shared between a coroutine's context and its enterers, which
+// may be different threads, but each is touched by one side at a time, in the order the baton's
+// release/acquire transitions impose (see the invariants above). What they pass between threads is `Send`: the
+// value and the payload are `Send`, and `out` points at an `Option<R>` with `R: Send`.
+unsafe impl Sync for Control {}
+
+/// Where the body of a coroutine puts its value: a pointer to the owner's `Option<R>`, or null.
+#[derive(Clone, Copy)]
+pub(crate) struct Out(*mut ());
+
+// SAFETY: an `Out` is only written and read under the rules of `Control::out`; the `Option<R>` it points at
+// has `R: Send`, and its owner waits, in `enter`, for as long as the coroutine may write through it.
+unsafe impl Send for Out {}
+
+impl Out {
+    const NONE: Out = Out(std::ptr::null_mut());
 }
 
 crate::sync::global! {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+}
+
+/// Coroutine ids are handed to threads in blocks of this many, so that creating a coroutine takes no atomic
+/// read-modify-write.
+const ID_BLOCK: u64 = 1024;
+
+crate::sync::thread_local! {
+    /// This thread's block of ids: the next one and the end of the block.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A new coroutine id, unique within the process.
+#[inline]
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (next, end) = ids.get();
+        if next < end {
+            ids.set((next + 1, end));
+            next
+        } else {
+            let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            ids.set((start + 1, start + ID_BLOCK));
+            start
+        }
+    })
 }
 
 /// What [`Coroutine::enter`] found when the coroutine gave control back.
@@ -120,7 +194,10 @@ impl<R> Resume<R> {
 /// ```
 pub struct Coroutine<R = ()> {
     co: Arc<Control>,
-    result: Arc<Mutex<Option<R>>>,
+    /// The value the body returns lives in `co`'s body; this gives `Coroutine<R>` the auto traits it would have
+    /// if it held that value behind a lock (`Send` and `Sync` when `R: Send`: a shared `&Coroutine` never
+    /// reaches the value).
+    value: PhantomData<Mutex<R>>,
 }
 
 /// A shared handle to a coroutine (`Coroutine *` in QEMU): cheap to clone, `Send + Sync`, and equal to another
@@ -190,32 +267,49 @@ impl Builder {
                 "coroutine name contains a NUL byte",
             ));
         }
-        let result = Arc::new(Mutex::new(None));
-        let slot = result.clone();
-        let entry: Entry = Box::new(move |co: &Arc<Control>| run_body(co, f, &slot));
+        let entry = move |co: &Arc<Control>| run_body(co, f);
         let context = Context::new(self.backend, &self.spec, entry)?;
         let co = Arc::new(Control {
             baton: Baton::new(),
             context,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_id(),
             name: self.spec.name,
-            panic: Mutex::new(None),
             unwinding: AtomicBool::new(false),
+            out: UnsafeCell::new(Out::NONE),
+            stash: UnsafeCell::new(None),
+            panic: UnsafeCell::new(None),
         });
-        Ok(Coroutine { co, result })
+        Ok(Coroutine {
+            co,
+            value: PhantomData,
+        })
     }
 }
 
-/// The first frame of every coroutine: makes it current, runs the body, and records how it ended.
-fn run_body<F, R>(co: &Arc<Control>, f: F, slot: &Mutex<Option<R>>)
+/// The first frame of every coroutine, called by its backend on the coroutine's own context: makes it current,
+/// runs the body, and records how it ended.
+pub(crate) fn run_body<F, R>(co: &Arc<Control>, f: F)
 where
     F: FnOnce() -> R,
+    R: Send + 'static,
 {
     set_current(co);
     match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => *slot.lock() = Some(value),
+        Ok(value) => {
+            // SAFETY: the coroutine is running, so the enterer that resumed it wrote `out` before and waits;
+            // a non-null `out` is the owner's `Option<R>` (a `Coroutine<R>` is only made with a body that
+            // returns `R`), alive for as long as the owner's enter waits; `stash` is the coroutine's to write
+            // until it finishes.
+            co.out.with_mut(|out| unsafe {
+                match *out {
+                    Out(slot) if !slot.is_null() => *slot.cast::<Option<R>>() = Some(value),
+                    _ => co.stash.with_mut(|stash| *stash = Some(Box::new(value))),
+                }
+            });
+        }
         Err(payload) if payload.is::<ForcedUnwind>() => {}
-        Err(payload) => *co.panic.lock() = Some(payload),
+        // SAFETY: the payload is the coroutine's to write until it finishes.
+        Err(payload) => co.panic.with_mut(|p| unsafe { *p = Some(payload) }),
     }
     set_current(std::ptr::null());
 }
@@ -246,13 +340,28 @@ impl<R> Coroutine<R> {
     /// - "entered a coroutine that has finished" if it has finished and its value was already returned (or it
     ///   panicked);
     /// - with the coroutine's own panic payload if its body panics during this call.
+    #[inline(always)]
     pub fn enter(&mut self) -> Resume<R> {
-        match enter(&self.co) {
+        let mut value: Option<R> = None;
+        match enter(&self.co, Out((&raw mut value).cast())) {
             Ok(Phase::Yielded) => Resume::Yielded,
-            _ => match self.result.lock().take() {
-                Some(value) => Resume::Returned(value),
-                None => panic!("{FINISHED}"),
-            },
+            _ => self.returned(value),
+        }
+    }
+
+    /// The body's value, once the coroutine has finished: put in `value` if this enter finished it, stashed if a
+    /// handle's did.
+    fn returned(&mut self, value: Option<R>) -> Resume<R> {
+        let stashed = || {
+            // SAFETY: `self` is the owner, the only reader of the stash, and `enter` saw the phase `Finished`.
+            let boxed = self.co.stash.with_mut(|stash| unsafe { (*stash).take() })?;
+            // SAFETY: the stash holds a `Box<R>` for the owner's `R` (the body of a `Coroutine<R>` returns `R`);
+            // dropping the vtable gives back the box's own pointer.
+            Some(*unsafe { Box::from_raw(Box::into_raw(boxed).cast::<R>()) })
+        };
+        match value.or_else(stashed) {
+            Some(value) => Resume::Returned(value),
+            None => panic!("{FINISHED}"),
         }
     }
 
@@ -313,7 +422,7 @@ impl CoroutineRef {
     /// # Panics
     /// As [`Coroutine::enter`]: re-entered recursively, entered after finishing, or the body's own panic.
     pub fn enter(&self) -> Resume<()> {
-        match enter(&self.co) {
+        match enter(&self.co, Out::NONE) {
             Ok(Phase::Yielded) => Resume::Yielded,
             Ok(_) => Resume::Returned(()),
             Err(_) => panic!("{FINISHED}"),
@@ -329,22 +438,25 @@ impl CoroutineRef {
         if self.is_entered() {
             return false;
         }
-        if !self.co.context.runs_here() {
-            // A native coroutine of another thread: never claim it from here.
-            match self.co.baton.phase() {
-                Phase::Finished => panic!("{FINISHED}"),
-                Phase::Running | Phase::Yielded => return false,
-                Phase::Idle => panic!("{OTHER_THREAD}"),
+        let co = &self.co;
+        with_context!(&co.context, ctx => {
+            if !ctx.runs_here() {
+                // A native coroutine of another thread: never claim it from here.
+                match co.baton.phase() {
+                    Phase::Finished => panic!("{FINISHED}"),
+                    Phase::Running | Phase::Yielded => return false,
+                    Phase::Idle => panic!("{OTHER_THREAD}"),
+                }
             }
-        }
-        match self.co.context.claim(&self.co.baton) {
-            Ok(()) => {
-                let _ = run_claimed(&self.co);
-                true
+            match ctx.claim(&co.baton) {
+                Ok(()) => {
+                    let _ = run_claimed(co, ctx, Out::NONE);
+                    true
+                }
+                Err(Phase::Finished) => panic!("{FINISHED}"),
+                Err(_) => false,
             }
-            Err(Phase::Finished) => panic!("{FINISHED}"),
-            Err(_) => false,
-        }
+        })
     }
 
     /// A number that identifies the coroutine within this process.
@@ -372,11 +484,32 @@ impl std::hash::Hash for CoroutineRef {
     }
 }
 
-/// Claims the baton, waiting out a coroutine that has just yielded to an enterer on another thread that has
-/// not taken control back yet. `Err(Finished)` if it has finished.
-#[inline]
-fn claim(co: &Control) -> Result<(), Phase> {
-    if !co.context.runs_here() {
+/// Enters `co`: `Ok(Yielded | Finished)`, or `Err(Finished)` if it had finished before.
+///
+/// The hot paths (this, [`claim`], [`run_claimed`], [`yield_now`]) are generic over the backend's context type
+/// and picked by one `match` at the top, so that each backend gets its own straight-line copy.
+#[inline(always)]
+fn enter(co: &Arc<Control>, out: Out) -> Result<Phase, Phase> {
+    with_context!(&co.context, ctx => {
+        claim(co, ctx)?;
+        Ok(run_claimed(co, ctx, out))
+    })
+}
+
+/// Claims the baton of `co`, whose context is `ctx`. `Err(Finished)` if it has finished.
+#[inline(always)]
+fn claim<C: ContextOps>(co: &Control, ctx: &C) -> Result<(), Phase> {
+    if ctx.runs_here() && ctx.claim(&co.baton).is_ok() {
+        return Ok(());
+    }
+    claim_slow(co, ctx)
+}
+
+/// The claim that did not succeed at once: a coroutine of another thread, one that runs or has finished, or
+/// one that has just yielded to an enterer on another thread that has not taken control back yet (waited out).
+#[cold]
+fn claim_slow<C: ContextOps>(co: &Control, ctx: &C) -> Result<(), Phase> {
+    if !ctx.runs_here() {
         // A native coroutine of another thread: never switch to its stack from here.
         match co.baton.phase() {
             Phase::Finished => return Err(Phase::Finished),
@@ -385,7 +518,7 @@ fn claim(co: &Control) -> Result<(), Phase> {
         }
     }
     loop {
-        match co.context.claim(&co.baton) {
+        match ctx.claim(&co.baton) {
             Ok(()) => return Ok(()),
             Err(Phase::Running) => panic!("{REENTERED}"),
             Err(Phase::Yielded) => thread::yield_now(),
@@ -395,16 +528,11 @@ fn claim(co: &Control) -> Result<(), Phase> {
     }
 }
 
-/// Enters `co`: `Ok(Yielded | Finished)`, or `Err(Finished)` if it had finished before.
-#[inline]
-fn enter(co: &Arc<Control>) -> Result<Phase, Phase> {
-    claim(co)?;
-    Ok(run_claimed(co))
-}
-
 /// Runs a coroutine whose baton the caller holds, until it gives control back; resumes its panic, if any.
-#[inline]
-fn run_claimed(co: &Arc<Control>) -> Phase {
+#[inline(always)]
+fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
+    // SAFETY: the caller holds the baton: the coroutine does not run, and no other enterer is here.
+    co.out.with_mut(|slot| unsafe { *slot = out });
     let caller = current_ptr();
     // The NESTED hint only matters to an enterer that waits on another thread.
     // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
@@ -413,17 +541,24 @@ fn run_claimed(co: &Arc<Control>) -> Phase {
     if let Some(outer) = outer {
         outer.baton.set_nested(true);
     }
-    let phase = co.context.resume(co);
+    let phase = ctx.resume(co);
     set_current(caller);
     if let Some(outer) = outer {
         outer.baton.set_nested(false);
     }
-    if phase == Phase::Finished
-        && let Some(payload) = co.panic.lock().take()
-    {
-        panic::resume_unwind(payload);
+    if phase == Phase::Finished {
+        resume_panic(co);
     }
     phase
+}
+
+/// After a coroutine finished in the run that the caller entered: resumes the body's panic, if it panicked.
+#[inline(never)]
+fn resume_panic(co: &Control) {
+    // SAFETY: the caller is the enterer that got control back from the run in which the body ended.
+    if let Some(payload) = co.panic.with_mut(|p| unsafe { (*p).take() }) {
+        panic::resume_unwind(payload);
+    }
 }
 
 /// Suspends the current coroutine and gives control back to whoever entered it (`qemu_coroutine_yield`).
@@ -450,22 +585,30 @@ fn run_claimed(co: &Arc<Control>) -> Phase {
 pub fn yield_now() {
     let ptr = current_ptr();
     if ptr.is_null() {
-        panic!("{YIELD_OUTSIDE}");
+        yield_outside();
     }
     // SAFETY: a non-null CURRENT points at the `Arc<Control>` owned by the entry frame (`run_body`) of the
     // coroutine running on this thread; that frame is below us on this stack and outlives this call.
     let co: &Arc<Control> = unsafe { &*ptr };
-    if co.context.yield_to_caller(&co.baton).is_err() {
-        forced_unwind(co);
-    }
-    co.context.suspend(co);
+    with_context!(&co.context, ctx => {
+        if ctx.yield_to_caller(&co.baton).is_err() {
+            forced_unwind(co);
+        }
+        ctx.suspend(co);
+    });
     set_current(ptr);
     if co.baton.is_cancelled() {
         forced_unwind(co);
     }
 }
 
+#[cold]
+fn yield_outside() -> ! {
+    panic!("{YIELD_OUTSIDE}");
+}
+
 /// Unwinds a coroutine whose owner dropped it, back to its entry frame.
+#[cold]
 fn forced_unwind(co: &Control) -> ! {
     if co.unwinding.swap(true, Ordering::Relaxed) {
         panic!("{YIELD_WHILE_DROPPED}");
@@ -505,7 +648,11 @@ pub fn current() -> Option<CoroutineRef> {
 /// one that never ran has its body dropped unrun; one running elsewhere (entered through a handle) unwinds at
 /// its next yield.
 fn drop_coroutine(co: &Arc<Control>) {
-    if !co.context.runs_here() {
+    with_context!(&co.context, ctx => drop_on(co, ctx));
+}
+
+fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
+    if !ctx.runs_here() {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
         // so it is left as it is (leaked if suspended; a handle can still enter it there).
         return;
@@ -517,13 +664,21 @@ fn drop_coroutine(co: &Arc<Control>) {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}
     }
-    if claim(co).is_err() {
+    if claim(co, ctx).is_err() {
         return;
     }
-    if co.context.discard_unstarted() {
-        co.baton.finish();
+    // Finished even if the body's destructor panics.
+    struct Finish<'a>(&'a Baton);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.0.finish();
+        }
+    }
+    let finish = Finish(&co.baton);
+    if ctx.discard_unstarted() {
         return;
     }
+    mem::forget(finish);
     if cfg!(panic = "abort") {
         // No unwinding: the suspended stack cannot be unwound. Mark the coroutine finished without running it
         // again: its thread stays parked for good and its stack's destructors never run (a leak), rather than
@@ -531,11 +686,14 @@ fn drop_coroutine(co: &Arc<Control>) {
         co.baton.finish();
         return;
     }
+    // SAFETY: we hold the baton: the coroutine does not run, and no other enterer is here.
+    co.out.with_mut(|slot| unsafe { *slot = Out::NONE });
     let caller = current_ptr();
-    let phase = co.context.resume(co);
+    let phase = ctx.resume(co);
     set_current(caller);
     debug_assert_eq!(phase, Phase::Finished);
-    if let Some(payload) = co.panic.lock().take() {
+    // SAFETY: we are the enterer that got control back from the run in which the body ended.
+    if let Some(payload) = co.panic.with_mut(|p| unsafe { (*p).take() }) {
         if std::thread::panicking() {
             // Already unwinding: a second panic would abort. Report and go on.
             eprintln!("cothread: a coroutine panicked while being dropped during a panic");

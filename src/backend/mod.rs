@@ -1,7 +1,7 @@
 //! The backend interface: how a coroutine gets a context of its own and how control moves in and out of it.
 //!
 //! As small as QEMU's (`qemu_coroutine_new`, `qemu_coroutine_switch`, `qemu_coroutine_delete`):
-//! - [`ContextOps::new`]: make a context that runs `entry` when first resumed;
+//! - [`ContextOps::new`]: make a context that runs `entry` (the coroutine's body) when first resumed;
 //! - [`ContextOps::resume`]: switch from the enterer into the coroutine (the switch with action "enter");
 //!   returns once the coroutine has yielded or terminated;
 //! - [`ContextOps::suspend`]: switch from the coroutine back to its enterer (action "yield"); returns when the
@@ -25,31 +25,37 @@ pub(crate) mod thread;
 
 /// A coroutine's body as the backend sees it: run it once, on the coroutine's own context, with the
 /// coroutine's control block.
-pub(crate) type Entry = Box<dyn FnOnce(&Arc<Control>) + Send>;
+pub(crate) trait Entry: FnOnce(&Arc<Control>) + Send + 'static {}
+impl<E: FnOnce(&Arc<Control>) + Send + 'static> Entry for E {}
 
 /// One backend's contexts. See the module documentation.
 pub(crate) trait ContextOps: Sized {
-    /// Makes a context for a coroutine (`qemu_coroutine_new`). Runs nothing.
-    fn new(spec: &Spec, entry: Entry) -> io::Result<Self>;
-    /// Runs the coroutine `co` (whose context is `self`) until it yields or terminates. The caller has
-    /// claimed the baton. Returns [`Phase::Yielded`] or [`Phase::Finished`], with control taken back.
+    /// Makes a context for a coroutine (`qemu_coroutine_new`) that runs `entry` when first resumed. Runs
+    /// nothing.
+    fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self>;
+    /// Runs the coroutine `co` (whose context is `self`) until it yields or terminates. The caller has claimed
+    /// the baton. Returns [`Phase::Yielded`] or [`Phase::Finished`], with control taken back.
     fn resume(&self, co: &Arc<Control>) -> Phase;
     /// Called by the coroutine after the baton says it yielded: returns when it is entered again.
     fn suspend(&self, co: &Control);
-    /// Called by an enterer holding the baton of a coroutine that never ran: drops `entry` unrun.
+    /// Called by an enterer holding the baton: if the coroutine never ran, drops its entry unrun, frees what its
+    /// context holds and returns true.
     fn discard_unstarted(&self) -> bool;
     /// The enterer's `Idle -> Running` ([`Baton::claim`]); a backend whose batons only one thread writes uses
     /// the cheaper one-writer transitions.
+    #[inline]
     fn claim(&self, baton: &Baton) -> Result<(), Phase> {
         baton.claim()
     }
     /// The coroutine's `Running -> Yielded` ([`Baton::yield_to_caller`]), as for `claim`.
+    #[inline]
     fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
         baton.yield_to_caller()
     }
     /// Whether the calling thread may run this context. A backend that switches stacks on one thread ties a
     /// context to one thread (binding it to the caller if it has none yet); the thread backend runs anywhere.
     /// Called before claiming the baton.
+    #[inline]
     fn runs_here(&self) -> bool {
         true
     }
@@ -89,65 +95,25 @@ impl Default for Backend {
     }
 }
 
+/// Runs `$body` with `$ctx` bound to the context of `$context` as its backend's own type, so that code written
+/// once over [`ContextOps`] is compiled once per backend, with no dispatch inside.
+macro_rules! with_context {
+    ($context:expr, $ctx:ident => $body:expr) => {
+        match $context {
+            $crate::backend::Context::Thread($ctx) => $body,
+            #[cfg(feature = "native")]
+            $crate::backend::Context::Native($ctx) => $body,
+        }
+    };
+}
+pub(crate) use with_context;
+
 impl Context {
-    pub(crate) fn new(backend: Backend, spec: &Spec, entry: Entry) -> io::Result<Context> {
+    pub(crate) fn new(backend: Backend, spec: &Spec, entry: impl Entry) -> io::Result<Context> {
         match backend {
             Backend::Thread => thread::ThreadContext::new(spec, entry).map(Context::Thread),
             #[cfg(feature = "native")]
             Backend::Native => native::NativeContext::new(spec, entry).map(Context::Native),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn resume(&self, co: &Arc<Control>) -> Phase {
-        match self {
-            Context::Thread(c) => c.resume(co),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.resume(co),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn suspend(&self, co: &Control) {
-        match self {
-            Context::Thread(c) => c.suspend(co),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.suspend(co),
-        }
-    }
-
-    pub(crate) fn discard_unstarted(&self) -> bool {
-        match self {
-            Context::Thread(c) => c.discard_unstarted(),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.discard_unstarted(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn claim(&self, baton: &Baton) -> Result<(), Phase> {
-        match self {
-            Context::Thread(c) => c.claim(baton),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.claim(baton),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
-        match self {
-            Context::Thread(c) => c.yield_to_caller(baton),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.yield_to_caller(baton),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn runs_here(&self) -> bool {
-        match self {
-            Context::Thread(c) => c.runs_here(),
-            #[cfg(feature = "native")]
-            Context::Native(c) => c.runs_here(),
         }
     }
 

@@ -38,17 +38,20 @@ use crate::sync::Arc;
 mod overflow;
 pub(crate) mod stacks;
 
-/// The corosensei coroutine that runs one of ours: no values in or out (those go through `coroutine.rs`).
-type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
+/// The corosensei coroutine that runs one of ours. Each resume passes the coroutine's `Control` (used by the
+/// first one); nothing else goes in or out (values go through `coroutine.rs`).
+type Switch = corosensei::Coroutine<*const Control, (), (), DefaultStack>;
 
 /// A native context. See the module documentation.
 ///
 /// Invariants:
-/// - `home` is 0 until the first [`runs_here`](NativeContext::runs_here), then the [`thread_token`] of the
-///   thread bound; it never changes again.
-/// - `state` is touched only with the baton held on the home thread ([`resume`](NativeContext::resume),
-///   [`discard_unstarted`](NativeContext::discard_unstarted)) or in `drop` (exclusive); a `Started` switch is
-///   only ever resumed on the home thread, and `drop` never resumes or unwinds it.
+/// - `home` is [`UNBOUND`] until the first [`runs_here`](NativeContext::runs_here), then the [`thread_token`]
+///   of the thread bound; it never changes again.
+/// - `switch` is `Some` until the coroutine finishes (or is discarded unstarted), when its stack goes back to
+///   the pool. Until the first resume, the entry waits on the stack, unrun. It is touched only with the baton
+///   held on the home thread ([`resume`](NativeContext::resume),
+///   [`discard_unstarted`](NativeContext::discard_unstarted)) or in `drop` (exclusive); a started switch is only
+///   ever resumed on the home thread, and `drop` never resumes or unwinds it.
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
 ///   of the coroutine's stack; it is read only by the coroutine itself ([`suspend`](NativeContext::suspend)).
 pub(crate) struct NativeContext {
@@ -58,33 +61,28 @@ pub(crate) struct NativeContext {
     /// The lowest address of the stack's guard page, for the overflow report.
     #[cfg_attr(not(unix), allow(dead_code))]
     guard: usize,
-    yielder: Cell<*const Yielder<(), ()>>,
-    state: UnsafeCell<State>,
-}
-
-enum State {
-    /// Created, never entered: the stack from the pool and the body to run on it.
-    Unstarted(DefaultStack, Entry),
-    /// Entered at least once and not finished.
-    Started(Switch),
-    /// Finished or discarded; the stack has gone back to the pool.
-    Done,
+    yielder: Cell<*const Yielder<*const Control, ()>>,
+    switch: UnsafeCell<Option<Switch>>,
 }
 
 // SAFETY: `NativeContext` is shared through `Arc<Control>` by `CoroutineRef`s on any thread. Its non-`Sync`
-// parts are `state` and `yielder`, and both are used by one thread only: `state` by the home thread holding the
+// parts are `switch` and `yielder`, and both are used by one thread only: `switch` by the home thread holding the
 // baton (which one enterer at a time can hold) or by `drop` (which has `&mut self`), `yielder` by the
 // coroutine, which runs only on the home thread. What may cross threads is what `drop` touches on whatever
-// thread drops the last reference: an `Unstarted` state (a `DefaultStack`, which is `Send`, and an `Entry`,
-// which is `Box<dyn FnOnce + Send>`), or a `Started` corosensei coroutine that `drop` only forgets (moving its
-// bytes, running nothing on its stack and touching none of the values there). See `docs/native.md`.
+// thread drops the last reference: an unstarted switch, whose stack holds only the entry (which is `Send`) and
+// which `drop` drops in place without switching to the stack, or a started one that `drop` only forgets (moving
+// its bytes, running nothing on its stack and touching none of the values there). See `docs/native.md`.
 unsafe impl Send for NativeContext {}
 // SAFETY: as for `Send`: every `&self` method that touches the non-`Sync` fields runs on the home thread only
 // (`runs_here` is checked before the baton is claimed, and `suspend` runs on the coroutine's own stack).
 unsafe impl Sync for NativeContext {}
 
-/// The next thread token; 0 means "no thread".
+/// The next thread token. Tokens start at 1: a thread's token reads 0 until it gets one.
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+/// The `home` of a context bound to no thread yet: never a thread token, and never 0 (the token of a thread
+/// that has none yet), so that `home == THREAD_TOKEN` alone says "bound to this thread".
+const UNBOUND: u64 = u64::MAX;
 
 std::thread_local! {
     static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
@@ -109,43 +107,74 @@ fn new_thread_token() -> u64 {
     token
 }
 
+/// The first frame of a native coroutine's stack: records the `Yielder`, then runs the entry.
+///
+/// # Safety
+/// `co` comes from `Arc::as_ptr` of the coroutine's own `Arc<Control>`, held by the resumer for the whole
+/// resume, and the coroutine's context is native.
+unsafe fn run_entry(yielder: &Yielder<*const Control, ()>, co: *const Control, entry: impl Entry) {
+    // The coroutine's own `Arc<Control>`, which `CURRENT` points at while it runs: a copy of the pointer that
+    // owns no reference (never dropped). It is used only while the coroutine runs, that is inside a `resume`,
+    // whose caller holds a reference for the whole call; so no count is needed (two fewer atomic operations per
+    // lifecycle), and the stack holds no reference to its own `Control` (no cycle: a suspended coroutine whose
+    // owner was leaked does not keep its `Control` alive).
+    // SAFETY: `co` is `Arc::as_ptr` of a live `Arc` (the caller's promise), a valid argument for
+    // `Arc::from_raw`; `ManuallyDrop` makes sure it never gives back a reference it did not take.
+    let own = mem::ManuallyDrop::new(unsafe { Arc::from_raw(co) });
+    let super::Context::Native(context) = &own.context else {
+        unreachable!("cothread: a native stack runs a coroutine of another backend");
+    };
+    context.yielder.set(yielder);
+    entry(&own);
+}
+
 impl NativeContext {
-    /// Makes the coroutine run: builds the corosensei coroutine on the pooled stack. Called on the home thread
-    /// holding the baton, with `state` `Unstarted`.
-    #[inline(never)]
-    fn start<'a>(&self, state: &'a mut State, co: &Arc<Control>) -> &'a mut Switch {
-        let State::Unstarted(stack, entry) = mem::replace(state, State::Done) else {
-            unreachable!("cothread: starting a native coroutine twice");
-        };
-        #[cfg(unix)]
-        overflow::prepare_thread();
-        let this: *const NativeContext = self;
-        // The coroutine's own `Arc<Control>`, which `CURRENT` points at while it runs: a copy of the pointer that
-        // owns no reference (never dropped). It is used only while the coroutine runs, that is inside a
-        // `resume`, whose caller holds a reference for the whole call; so no count is needed (two fewer atomic
-        // operations per lifecycle), and the stack holds no reference to its own `Control` (no cycle: a
-        // suspended coroutine whose owner was leaked does not keep its `Control` alive).
-        // SAFETY: `Arc::as_ptr` of a live `Arc` is a valid argument for `Arc::from_raw`; the result is wrapped in
-        // `ManuallyDrop` so that it never gives back a reference it did not take, and it is only used (cloned
-        // by `current()`, dereferenced) while the coroutine runs, when the resumer's reference keeps it alive.
-        let own = mem::ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(co)) });
-        let body = move |yielder: &Yielder<(), ()>, ()| {
-            // SAFETY: `this` points into the `Control` that the resumer's reference keeps alive for as long as
-            // this closure runs, and `yielder` is only read by this coroutine while its first frame (which
-            // holds the `Yielder`) is live.
-            unsafe { (*this).yielder.set(yielder) };
-            entry(&own);
-        };
-        *state = State::Started(corosensei::Coroutine::with_stack(stack, body));
-        match state {
-            State::Started(switch) => switch,
-            _ => unreachable!(),
+    /// [`runs_here`](ContextOps::runs_here) when `home` is not this thread's token: binds an unbound context to
+    /// this thread (giving the thread a token first if it has none).
+    #[cold]
+    fn bind(&self) -> bool {
+        let me = thread_token();
+        match self
+            .home
+            .compare_exchange(UNBOUND, me, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                #[cfg(unix)]
+                overflow::prepare_thread();
+                true
+            }
+            Err(home) => home == me,
         }
+    }
+
+    /// The body returned: the stack goes back to the pool before the enterer takes control back.
+    #[inline(never)]
+    fn finished(&self, switch: &mut Option<Switch>, baton: &Baton) -> Phase {
+        if let Some(done) = switch.take() {
+            stacks::give_back(self.size, done.into_stack());
+        }
+        baton.finish_local();
+        baton.take_back_local()
+    }
+}
+
+/// The lowest address of the guard page of the native stack running on this thread, or 0 if none runs: for
+/// the stack overflow handler, so only plain loads (a thread-local without a destructor, then the running
+/// coroutine's control block).
+#[cfg(unix)]
+fn running_guard() -> usize {
+    let current = crate::coroutine::current_raw();
+    // SAFETY: a non-null `CURRENT` points at the `Arc<Control>` of the coroutine running on this thread, which
+    // its entry frame (or, between a switch back and the enterer's restoring `CURRENT`, the enterer) keeps
+    // alive.
+    match unsafe { current.as_ref() }.map(|co| &co.context) {
+        Some(super::Context::Native(context)) => context.guard,
+        _ => 0,
     }
 }
 
 impl ContextOps for NativeContext {
-    fn new(spec: &Spec, entry: Entry) -> io::Result<Self> {
+    fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
         if cfg!(miri) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -155,12 +184,18 @@ impl ContextOps for NativeContext {
         let size = stacks::bucket(spec.stack_size)?;
         let stack = stacks::take(size)?;
         let guard = corosensei::stack::Stack::limit(&stack).get();
+        // The entry is moved onto the coroutine's own stack (no allocation); it runs at the first resume.
+        let body = move |yielder: &Yielder<*const Control, ()>, co: *const Control| {
+            // SAFETY: every resume passes `Arc::as_ptr` of the resumer's `Arc<Control>` of this coroutine (see
+            // `resume`), which is native.
+            unsafe { run_entry(yielder, co, entry) }
+        };
         Ok(NativeContext {
-            home: AtomicU64::new(0),
+            home: AtomicU64::new(UNBOUND),
             size,
             guard,
             yielder: Cell::new(std::ptr::null()),
-            state: UnsafeCell::new(State::Unstarted(stack, entry)),
+            switch: UnsafeCell::new(Some(corosensei::Coroutine::with_stack(stack, body))),
         })
     }
 
@@ -168,27 +203,19 @@ impl ContextOps for NativeContext {
     fn resume(&self, co: &Arc<Control>) -> Phase {
         debug_assert_eq!(self.home.load(Ordering::Relaxed), thread_token());
         // SAFETY: the caller holds the baton (so no other enterer is in here) and runs on the home thread
-        // (`runs_here` was checked before the claim), so this is the only reference to `state`. The coroutine
-        // that runs during the switch below touches only `yielder`, never `state`: entering itself fails the
+        // (`runs_here` was checked before the claim), so this is the only reference to `switch`. The coroutine
+        // that runs during the switch below touches only `yielder`, never `switch`: entering itself fails the
         // claim, and dropping its owner from inside returns before touching the context.
-        let state = unsafe { &mut *self.state.get() };
-        let switch = match state {
-            State::Started(switch) => switch,
-            State::Unstarted(..) => self.start(state, co),
-            State::Done => unreachable!("cothread: resuming a finished native coroutine"),
+        let switch = unsafe { &mut *self.switch.get() };
+        let Some(running) = switch.as_mut() else {
+            unreachable!("cothread: resuming a finished native coroutine");
         };
-        #[cfg(unix)]
-        let outer = overflow::enter(self.guard);
-        let result = switch.resume(());
-        #[cfg(unix)]
-        overflow::leave(outer);
-        if let CoroutineResult::Return(()) = result {
-            if let State::Started(switch) = mem::replace(state, State::Done) {
-                stacks::give_back(self.size, switch.into_stack());
-            }
-            co.baton.finish_local();
+        // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
+        // (`CURRENT`), so nothing is recorded around the switch.
+        match running.resume(Arc::as_ptr(co)) {
+            CoroutineResult::Yield(()) => co.baton.take_back_local(),
+            CoroutineResult::Return(()) => self.finished(switch, &co.baton),
         }
-        co.baton.take_back_local()
     }
 
     #[inline]
@@ -207,21 +234,20 @@ impl ContextOps for NativeContext {
         debug_assert!(!yielder.is_null());
         // SAFETY: `suspend` is called by the running coroutine (from `yield_now`), so its first frame, which
         // holds the `Yielder` that `yielder` points at, is live below us on this stack.
-        unsafe { (*yielder).suspend(()) }
+        unsafe { (*yielder).suspend(()) };
     }
 
     fn discard_unstarted(&self) -> bool {
         // SAFETY: as in `resume`: the caller holds the baton on the home thread, and the coroutine is not
         // running (it would hold the baton otherwise).
-        let state = unsafe { &mut *self.state.get() };
-        match mem::replace(state, State::Done) {
-            State::Unstarted(stack, entry) => {
-                drop(entry);
-                stacks::give_back(self.size, stack);
+        let switch = unsafe { &mut *self.switch.get() };
+        match switch.take() {
+            Some(unstarted) if !unstarted.started() => {
+                discard(self.size, unstarted);
                 true
             }
             other => {
-                *state = other;
+                *switch = other;
                 false
             }
         }
@@ -229,36 +255,27 @@ impl ContextOps for NativeContext {
 
     #[inline]
     fn runs_here(&self) -> bool {
-        let me = thread_token();
-        match self.home.load(Ordering::Relaxed) {
-            home if home == me => true,
-            0 => match self
-                .home
-                .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => true,
-                Err(home) => home == me,
-            },
-            _ => false,
-        }
+        self.home.load(Ordering::Relaxed) == THREAD_TOKEN.with(Cell::get) || self.bind()
     }
+}
+
+/// Drops the entry of a switch that never started, in place (corosensei does not switch to the stack for
+/// that), and gives the stack back.
+fn discard(size: usize, mut unstarted: Switch) {
+    unstarted.force_unwind();
+    stacks::give_back(size, unstarted.into_stack());
 }
 
 impl Drop for NativeContext {
     fn drop(&mut self) {
-        match mem::replace(self.state.get_mut(), State::Done) {
-            State::Unstarted(stack, entry) => {
-                drop(entry);
-                stacks::give_back(self.size, stack);
-            }
-            State::Started(switch) if switch.done() => {
-                stacks::give_back(self.size, switch.into_stack())
-            }
+        match self.switch.get_mut().take() {
+            Some(unstarted) if !unstarted.started() => discard(self.size, unstarted),
+            Some(done) if done.done() => stacks::give_back(self.size, done.into_stack()),
             // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another thread):
             // it can only be unwound on its home thread, and this may not be it. Leak it rather than let
             // corosensei's own drop unwind it here.
-            State::Started(switch) => mem::forget(switch),
-            State::Done => {}
+            Some(suspended) => mem::forget(suspended),
+            None => {}
         }
     }
 }

@@ -14,14 +14,16 @@ use crate::sync::{Arc, Mutex};
 /// A thread-backed context. Invariant: `start` is `Some` until the first resume (or a discard) takes it,
 /// and `started` is set before that resume hands the baton over.
 pub(crate) struct ThreadContext {
-    start: Mutex<Option<(Worker, Entry)>>,
+    start: Mutex<Option<(Worker, BoxedEntry)>>,
     started: AtomicBool,
 }
+
+type BoxedEntry = Box<dyn FnOnce(&Arc<Control>) + Send>;
 
 /// What a pool thread runs for one coroutine.
 struct CoroutineTask {
     co: Arc<Control>,
-    entry: Option<Entry>,
+    entry: Option<BoxedEntry>,
 }
 
 impl Task for CoroutineTask {
@@ -37,10 +39,10 @@ impl Task for CoroutineTask {
 }
 
 impl ContextOps for ThreadContext {
-    fn new(spec: &Spec, entry: Entry) -> io::Result<Self> {
+    fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
         let worker = pool::global().take(spec)?;
         Ok(ThreadContext {
-            start: Mutex::new(Some((worker, entry))),
+            start: Mutex::new(Some((worker, Box::new(entry)))),
             started: AtomicBool::new(false),
         })
     }

@@ -19,6 +19,27 @@ mod imp {
         };
     }
 
+    pub(crate) mod cell {
+        /// `std::cell::UnsafeCell` in loom's shape: access goes through [`with_mut`](UnsafeCell::with_mut),
+        /// which loom checks for races and which compiles to a plain pointer here.
+        #[derive(Debug, Default)]
+        pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
+
+        impl<T> UnsafeCell<T> {
+            pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+                UnsafeCell(std::cell::UnsafeCell::new(value))
+            }
+        }
+
+        impl<T: ?Sized> UnsafeCell<T> {
+            /// Writes through a pointer; the caller makes sure nobody else touches the value meanwhile.
+            #[inline(always)]
+            pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+                f(self.0.get())
+            }
+        }
+    }
+
     /// A process-wide value built on first use (`std::sync::LazyLock`; loom's `lazy_static!` under loom, which
     /// builds the value anew for every execution of a model).
     macro_rules! global {
@@ -104,6 +125,10 @@ mod imp {
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
         pub(crate) use std::sync::atomic::Ordering;
+    }
+
+    pub(crate) mod cell {
+        pub(crate) use loom::cell::UnsafeCell;
     }
 
     macro_rules! global {

@@ -6,8 +6,8 @@
 //! restores the default action and returns, so the fault repeats and kills the process silently. So a handler
 //! of ours goes in front of it (installed once, when the first native coroutine starts) and chains to whatever
 //! handler was there before for every fault that is not in the guard page of the native stack running on the
-//! faulting thread. Which stack runs is a thread-local, set around each switch in
-//! [`NativeContext::resume`](super::NativeContext).
+//! faulting thread. Which stack runs, the handler finds through the thread's running coroutine
+//! ([`running_guard`](super::running_guard)), so nothing is recorded at each switch.
 //!
 //! The handler runs on the thread's alternate signal stack (the overflowed stack has no room). Threads made by
 //! `std` have one; [`prepare_thread`] gives one to any other thread before a native coroutine starts on it.
@@ -19,10 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use libc::{c_int, c_void, siginfo_t};
 
 std::thread_local! {
-    /// The lowest address of the guard page of the native stack running on this thread; 0 outside native
-    /// coroutines. A `const` thread-local without a destructor: reading it is a plain load, safe in a signal
-    /// handler.
-    static GUARD: Cell<usize> = const { Cell::new(0) };
     /// Whether this thread has been checked for an alternate signal stack.
     static PREPARED: Cell<bool> = const { Cell::new(false) };
     /// An alternate signal stack this module made for this thread, freed when the thread exits.
@@ -43,18 +39,6 @@ struct Action(libc::sigaction);
 unsafe impl Send for Action {}
 // SAFETY: as above: read-only after it is set.
 unsafe impl Sync for Action {}
-
-/// Marks `guard` as the guard page of the native stack about to run; returns the outer one for [`leave`].
-#[inline]
-pub(super) fn enter(guard: usize) -> usize {
-    GUARD.with(|g| g.replace(guard))
-}
-
-/// Restores the guard page of the stack that runs again after a switch back.
-#[inline]
-pub(super) fn leave(outer: usize) {
-    GUARD.with(|g| g.set(outer));
-}
 
 /// Before the first native coroutine starts on this thread: installs the handler (once per process) and makes
 /// sure the thread has an alternate signal stack.
@@ -124,7 +108,7 @@ unsafe extern "C" fn handler(signal: c_int, info: *mut siginfo_t, context: *mut 
     // SAFETY: the kernel passes a valid `siginfo_t` for a handler installed with `SA_SIGINFO`, and a fault
     // signal's `si_addr` is the faulting address.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let guard = GUARD.with(Cell::get);
+    let guard = super::running_guard();
     let page = PAGE.load(Ordering::Relaxed);
     if guard != 0 && addr >= guard && addr - guard < page {
         report_overflow(guard);
@@ -382,27 +366,29 @@ mod tests {
 
     #[test]
     fn guard_tracking_follows_nested_switches() {
-        // Entering and leaving nested native coroutines restores the outer guard page each time.
-        let outer = super::GUARD.with(std::cell::Cell::get);
+        // The guard page the overflow handler sees follows the running coroutine through nested enters and
+        // yields, and is none outside coroutines.
+        let outer = super::super::running_guard();
+        assert_eq!(outer, 0);
         let mut co = Builder::new()
             .backend(Backend::Native)
             .spawn(|| {
-                let mine = super::GUARD.with(std::cell::Cell::get);
+                let mine = super::super::running_guard();
                 let mut inner = Builder::new()
                     .backend(Backend::Native)
-                    .spawn(|| super::GUARD.with(std::cell::Cell::get))
+                    .spawn(super::super::running_guard)
                     .expect("inner");
                 let theirs = inner.enter().into_returned().expect("returned");
                 assert_ne!(mine, 0);
                 assert_ne!(theirs, mine);
-                assert_eq!(super::GUARD.with(std::cell::Cell::get), mine);
+                assert_eq!(super::super::running_guard(), mine);
                 crate::yield_now();
                 mine
             })
             .expect("coroutine");
         assert_eq!(co.enter(), Resume::Yielded);
-        assert_eq!(super::GUARD.with(std::cell::Cell::get), outer);
+        assert_eq!(super::super::running_guard(), outer);
         assert!(co.enter().into_returned().is_some());
-        assert_eq!(super::GUARD.with(std::cell::Cell::get), outer);
+        assert_eq!(super::super::running_guard(), outer);
     }
 }
