@@ -360,8 +360,9 @@ pub(crate) struct Cancelled;
 /// its home thread claims, runs, yields, finishes and cancels (the native backend checks the thread before any
 /// of these; other threads only read the phase). With one writer, a load and a store do what the
 /// read-modify-write does for the thread backend, nobody waits (the switch returns only once the coroutine
-/// has stopped), and nobody parks, so `PARKED` is never set. Stores are `Release` so that another thread's
-/// [`Baton::phase`] that sees `Finished` also sees what the coroutine did before it finished.
+/// has stopped), and nobody parks, so `PARKED` is never set; a yield skips `Yielded` (see
+/// [`yield_local`](Baton::yield_local)). Stores are `Release` so that another thread's [`Baton::phase`] that
+/// sees `Finished` also sees what the coroutine did before it finished.
 #[cfg(feature = "native")]
 impl Baton {
     /// [`Baton::claim`] on a one-writer baton.
@@ -376,7 +377,9 @@ impl Baton {
         Ok(())
     }
 
-    /// [`Baton::yield_to_caller`] on a one-writer baton.
+    /// [`Baton::yield_to_caller`] and the enterer's `Yielded -> Idle` ([`Baton::wait_for_caller`]) in one
+    /// step, `Running -> Idle`: on one thread the enterer is the next to run, so the coroutine takes the second
+    /// step for it, and the enterer has nothing left to do when the switch comes back.
     #[inline]
     pub(crate) fn yield_local(&self) -> Result<(), Cancelled> {
         let cur = self.state.load(Ordering::Relaxed);
@@ -384,28 +387,15 @@ impl Baton {
         if cur & CANCEL != 0 {
             return Err(Cancelled);
         }
-        self.state.store(YIELDED, Ordering::Release);
+        self.state.store(IDLE, Ordering::Release);
         Ok(())
     }
 
-    /// [`Baton::finish`] on a one-writer baton.
+    /// [`Baton::finish`] on a one-writer baton, called by the enterer once the body has returned.
     #[inline]
     pub(crate) fn finish_local(&self) {
         debug_assert_eq!(self.state.load(Ordering::Relaxed) & PHASE_MASK, RUNNING);
         self.state.store(FINISHED, Ordering::Release);
-    }
-
-    /// [`Baton::wait_for_caller`] on a one-writer baton, called once the coroutine has stopped running.
-    #[inline]
-    pub(crate) fn take_back_local(&self) -> Phase {
-        let cur = self.state.load(Ordering::Relaxed);
-        debug_assert_ne!(cur & PHASE_MASK, RUNNING);
-        if cur & PHASE_MASK == YIELDED {
-            self.state.store(cur & !PHASE_MASK, Ordering::Release);
-            Phase::Yielded
-        } else {
-            Phase::Finished
-        }
     }
 }
 

@@ -73,9 +73,12 @@ type Payload = Box<dyn Any + Send>;
 /// Invariants:
 /// - `baton` is the only record of the coroutine's phase;
 /// - `unwinding` is set once the forced unwind has been raised; only the coroutine itself touches it;
-/// - `out` is written by each enterer after its claim succeeds and before it resumes the coroutine: the
-///   owner's own slot for the value (an `Option<R>` of the owner's `R`) when the owner enters, null otherwise;
-///   the coroutine reads it when its body returns, before it finishes;
+/// - `out` is written only where the claim does not itself start the coroutine
+///   ([`ContextOps::CLAIM_STARTS`] false: the native backend), by each enterer after its claim succeeds and
+///   before it resumes the coroutine: the owner's own slot for the value (an `Option<R>` of the owner's `R`)
+///   when the owner enters, null otherwise; the coroutine reads it when its body returns, before it finishes.
+///   Elsewhere it stays null (a thread-backed coroutine may run, and return, as soon as the claim succeeds, so
+///   no enterer could set it in time);
 /// - `stash` holds the value, boxed, if the body returned while `out` was null (a handle's enter); written by
 ///   the coroutine before it finishes, taken by the owner after it has seen the phase `Finished`;
 /// - `panic` holds the body's panic payload; written by the coroutine before it finishes, taken by the one
@@ -296,10 +299,10 @@ where
     set_current(co);
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => {
-            // SAFETY: the coroutine is running, so the enterer that resumed it wrote `out` before and waits;
-            // a non-null `out` is the owner's `Option<R>` (a `Coroutine<R>` is only made with a body that
-            // returns `R`), alive for as long as the owner's enter waits; `stash` is the coroutine's to write
-            // until it finishes.
+            // SAFETY: the coroutine is running, so `out` is what the enterer that resumed it wrote before
+            // resuming (or null, where the claim starts the coroutine), and that enterer waits; a non-null `out`
+            // is the owner's `Option<R>` (a `Coroutine<R>` is only made with a body that returns `R`), alive for
+            // as long as the owner's enter waits; `stash` is the coroutine's to write until it finishes.
             co.out.with_mut(|out| unsafe {
                 match *out {
                     Out(slot) if !slot.is_null() => *slot.cast::<Option<R>>() = Some(value),
@@ -531,8 +534,11 @@ fn claim_slow<C: ContextOps>(co: &Control, ctx: &C) -> Result<(), Phase> {
 /// Runs a coroutine whose baton the caller holds, until it gives control back; resumes its panic, if any.
 #[inline(always)]
 fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
-    // SAFETY: the caller holds the baton: the coroutine does not run, and no other enterer is here.
-    co.out.with_mut(|slot| unsafe { *slot = out });
+    if !C::CLAIM_STARTS {
+        // SAFETY: the caller holds the baton and the coroutine has not been resumed yet: it does not run, and no
+        // other enterer is here.
+        co.out.with_mut(|slot| unsafe { *slot = out });
+    }
     let caller = current_ptr();
     // The NESTED hint only matters to an enterer that waits on another thread.
     // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
@@ -686,8 +692,10 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         co.baton.finish();
         return;
     }
-    // SAFETY: we hold the baton: the coroutine does not run, and no other enterer is here.
-    co.out.with_mut(|slot| unsafe { *slot = Out::NONE });
+    if !C::CLAIM_STARTS {
+        // SAFETY: as in `run_claimed`.
+        co.out.with_mut(|slot| unsafe { *slot = Out::NONE });
+    }
     let caller = current_ptr();
     let phase = ctx.resume(co);
     set_current(caller);

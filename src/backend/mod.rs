@@ -30,6 +30,10 @@ impl<E: FnOnce(&Arc<Control>) + Send + 'static> Entry for E {}
 
 /// One backend's contexts. See the module documentation.
 pub(crate) trait ContextOps: Sized {
+    /// Whether a successful [`claim`](ContextOps::claim) already hands control to the coroutine (the thread
+    /// backend: the coroutine's thread may run as soon as the baton says `Running`), rather than the
+    /// [`resume`](ContextOps::resume) that follows it (a stack switch on the enterer's thread).
+    const CLAIM_STARTS: bool;
     /// Makes a context for a coroutine (`qemu_coroutine_new`) that runs `entry` when first resumed. Runs
     /// nothing.
     fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self>;

@@ -15,10 +15,10 @@
 //!
 //! # The baton on one thread
 //!
-//! The phases move exactly as on the thread backend (`coroutine.rs` is the same for both): the enterer claims,
-//! `yield_now` yields, [`NativeContext::resume`] finishes the baton when the body returned and then takes
-//! control back with `wait_for_caller`, which returns at once because the coroutine has already stopped
-//! running when the switch comes back. Nobody ever parks on a native coroutine's baton.
+//! The phases move as on the thread backend (`coroutine.rs` is the same for both), with the one-writer
+//! transitions of the baton: the enterer claims (`Idle -> Running`); `yield_now` goes straight to `Idle`, since
+//! on one thread the enterer runs next and has nothing to wait for; [`NativeContext::resume`] finishes the baton
+//! when the body returned. Nobody ever parks on a native coroutine's baton.
 
 use std::cell::{Cell, UnsafeCell};
 use std::io;
@@ -154,7 +154,7 @@ impl NativeContext {
             stacks::give_back(self.size, done.into_stack());
         }
         baton.finish_local();
-        baton.take_back_local()
+        Phase::Finished
     }
 }
 
@@ -174,6 +174,8 @@ fn running_guard() -> usize {
 }
 
 impl ContextOps for NativeContext {
+    const CLAIM_STARTS: bool = false;
+
     fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
         if cfg!(miri) {
             return Err(io::Error::new(
@@ -213,7 +215,8 @@ impl ContextOps for NativeContext {
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
         match running.resume(Arc::as_ptr(co)) {
-            CoroutineResult::Yield(()) => co.baton.take_back_local(),
+            // `yield_local` has made the baton `Idle` already.
+            CoroutineResult::Yield(()) => Phase::Yielded,
             CoroutineResult::Return(()) => self.finished(switch, &co.baton),
         }
     }

@@ -39,6 +39,8 @@ impl Task for CoroutineTask {
 }
 
 impl ContextOps for ThreadContext {
+    const CLAIM_STARTS: bool = true;
+
     fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
         let worker = pool::global().take(spec)?;
         Ok(ThreadContext {
