@@ -397,6 +397,14 @@ impl Baton {
         debug_assert_eq!(self.state.load(Ordering::Relaxed) & PHASE_MASK, RUNNING);
         self.state.store(FINISHED, Ordering::Release);
     }
+
+    /// `Finished -> Idle`, the one move out of `Finished`: for a finished coroutine's control block reused
+    /// whole for a new coroutine, by whoever holds the only reference to it.
+    #[inline]
+    pub(crate) fn reset_local(&self) {
+        debug_assert_eq!(self.state.load(Ordering::Relaxed) & PHASE_MASK, FINISHED);
+        self.state.store(IDLE, Ordering::Relaxed);
+    }
 }
 
 #[cfg(all(test, not(loom)))]

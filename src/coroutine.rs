@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::backend::{Backend, Context, ContextOps, with_context};
@@ -89,7 +89,8 @@ type Payload = Box<dyn Any + Send>;
 pub(crate) struct Control {
     pub(crate) baton: Baton,
     pub(crate) context: Context,
-    id: u64,
+    /// Changes only when the block is reused whole for a new coroutine (native spares).
+    id: AtomicU64,
     name: Option<String>,
     unwinding: AtomicBool,
     out: UnsafeCell<Out>,
@@ -196,7 +197,8 @@ impl<R> Resume<R> {
 /// assert!(co.is_finished());
 /// ```
 pub struct Coroutine<R = ()> {
-    co: Arc<Control>,
+    /// Taken out by `drop`, which may keep the block for reuse.
+    co: ManuallyDrop<Arc<Control>>,
     /// The value the body returns lives in `co`'s body; this gives `Coroutine<R>` the auto traits it would have
     /// if it held that value behind a lock (`Send` and `Sync` when `R: Send`: a shared `&Coroutine` never
     /// reaches the value).
@@ -271,11 +273,29 @@ impl Builder {
             ));
         }
         let entry = move |co: &Arc<Control>| run_body(co, f);
+        // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
+        // has one of the right stack size: no allocation.
+        #[cfg(feature = "native")]
+        let entry = match self.backend {
+            Backend::Native if self.spec.name.is_none() => {
+                match crate::backend::native::reuse_spare(&self.spec, entry) {
+                    Ok(co) => {
+                        co.id.store(next_id(), Ordering::Relaxed);
+                        return Ok(Coroutine {
+                            co: ManuallyDrop::new(co),
+                            value: PhantomData,
+                        });
+                    }
+                    Err(entry) => entry,
+                }
+            }
+            _ => entry,
+        };
         let context = Context::new(self.backend, &self.spec, entry)?;
         let co = Arc::new(Control {
             baton: Baton::new(),
             context,
-            id: next_id(),
+            id: AtomicU64::new(next_id()),
             name: self.spec.name,
             unwinding: AtomicBool::new(false),
             out: UnsafeCell::new(Out::NONE),
@@ -283,9 +303,29 @@ impl Builder {
             panic: UnsafeCell::new(None),
         });
         Ok(Coroutine {
-            co,
+            co: ManuallyDrop::new(co),
             value: PhantomData,
         })
+    }
+}
+
+impl Control {
+    /// Readies the control block of a finished native coroutine, about to become a spare, for a new coroutine
+    /// (which gives it a new id): phase `Idle`, and nothing left of the last body (a value its owner never
+    /// took is dropped now, as it would have been with the block).
+    ///
+    /// # Safety
+    /// The caller holds the only reference to `self`.
+    #[cfg(feature = "native")]
+    pub(crate) unsafe fn renew(&self) {
+        self.baton.reset_local();
+        self.unwinding.store(false, Ordering::Relaxed);
+        // SAFETY: the caller holds the only reference: nobody else touches the cells.
+        unsafe {
+            self.out.with_mut(|out| *out = Out::NONE);
+            self.stash.with_mut(|stash| *stash = None);
+            self.panic.with_mut(|panic| *panic = None);
+        }
     }
 }
 
@@ -376,7 +416,7 @@ impl<R> Coroutine<R> {
     /// A handle to this coroutine.
     pub fn handle(&self) -> CoroutineRef {
         CoroutineRef {
-            co: self.co.clone(),
+            co: Arc::clone(&self.co),
         }
     }
 }
@@ -384,6 +424,14 @@ impl<R> Coroutine<R> {
 impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
         drop_coroutine(&self.co);
+        // SAFETY: `drop` runs once, and `self.co` is not used after this.
+        let co = unsafe { ManuallyDrop::take(&mut self.co) };
+        #[cfg(feature = "native")]
+        if co.name.is_none() && matches!(co.context, Context::Native(_)) {
+            crate::backend::native::retire(co);
+            return;
+        }
+        drop(co);
     }
 }
 
@@ -401,7 +449,7 @@ impl fmt::Debug for CoroutineRef {
 
 fn debug_control(co: &Control, what: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     f.debug_struct(what)
-        .field("id", &co.id)
+        .field("id", &co.id.load(Ordering::Relaxed))
         .field("name", &co.name)
         .field("phase", &co.baton.phase())
         .finish()
@@ -464,7 +512,7 @@ impl CoroutineRef {
 
     /// A number that identifies the coroutine within this process.
     pub fn id(&self) -> u64 {
-        self.co.id
+        self.co.id.load(Ordering::Relaxed)
     }
 
     /// The name given with [`Builder::name`].
@@ -483,7 +531,7 @@ impl Eq for CoroutineRef {}
 
 impl std::hash::Hash for CoroutineRef {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.co.id.hash(state);
+        self.id().hash(state);
     }
 }
 

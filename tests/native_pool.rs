@@ -1,4 +1,5 @@
-//! The native backend's stack pool: reuse, the bound, pooling off, each thread's hot stack, clean reuse.
+//! The native backend's pools: stacks (reuse, the bound, pooling off, each thread's hot stack, clean reuse) and the
+//! reuse of finished coroutines' control blocks.
 //!
 //! The counters are process-wide, so these tests run one at a time (a lock) in a binary of their own, and
 //! each does its work on a fresh thread that it joins: a thread's hot stack is unmapped when the thread exits,
@@ -203,5 +204,102 @@ fn a_chain_of_200_nested_coroutines_gives_its_stacks_back() {
         assert_eq!(chain(200), 200);
         let after = pool::native_stats();
         assert!(after.reused - before.reused >= pool::DEFAULT_MAX_IDLE as u64);
+    });
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn flag() -> (DropFlag, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let set = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (DropFlag(set.clone()), set)
+}
+
+/// A finished coroutine that its owner drops with nothing else referring to it is reused whole (its control
+/// block) by the next one created on the thread. Nothing of the old one shows through, whichever way it ended:
+/// each gets its own id and a fresh phase, and whatever the old one held is dropped when its owner drops it.
+#[test]
+fn a_reused_coroutine_starts_clean() {
+    let _s = serial();
+    on_fresh_thread(|| {
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..200u32 {
+            let co_id = |co: &Coroutine<u32>| co.handle().id();
+            match i % 5 {
+                0 => {
+                    let mut co = native().spawn(move || i).unwrap();
+                    assert!(!co.is_finished() && !co.handle().is_entered());
+                    assert!(ids.insert(co_id(&co)));
+                    assert_eq!(co.enter(), Resume::Returned(i));
+                }
+                1 => {
+                    let mut co = native().spawn(|| -> u32 { panic!("boom") }).unwrap();
+                    assert!(ids.insert(co_id(&co)));
+                    assert!(catch_unwind(AssertUnwindSafe(|| co.enter())).is_err());
+                    assert!(co.is_finished());
+                }
+                2 => {
+                    let (held, dropped) = flag();
+                    let mut co = native()
+                        .spawn(move || {
+                            let _held = held;
+                            yield_now();
+                            0
+                        })
+                        .unwrap();
+                    assert!(ids.insert(co_id(&co)));
+                    assert_eq!(co.enter(), Resume::Yielded);
+                    drop(co);
+                    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+                }
+                3 => {
+                    let (held, dropped) = flag();
+                    let co = native()
+                        .spawn(move || {
+                            drop(held);
+                            0
+                        })
+                        .unwrap();
+                    assert!(ids.insert(co_id(&co)));
+                    drop(co);
+                    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+                }
+                _ => {
+                    // Finished by a handle: the value waits for the owner, who drops it untaken.
+                    let (value, dropped) = flag();
+                    let co = native().spawn(move || value).unwrap();
+                    assert!(ids.insert(co.handle().id()));
+                    assert_eq!(co.handle().enter(), Resume::Returned(()));
+                    assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+                    drop(co);
+                    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+                }
+            }
+        }
+        assert_eq!(ids.len(), 200);
+    });
+}
+
+/// A coroutine that something still refers to is not reused: the handle keeps naming the finished one.
+#[test]
+fn a_coroutine_with_a_handle_left_is_not_reused() {
+    let _s = serial();
+    on_fresh_thread(|| {
+        let mut old = native().spawn(|| 1).unwrap();
+        let handle = old.handle();
+        assert_eq!(old.enter(), Resume::Returned(1));
+        drop(old);
+        let mut new = native().spawn(|| current().unwrap()).unwrap();
+        let me = new.enter().into_returned().unwrap();
+        assert_ne!(me, handle);
+        assert_ne!(me.id(), handle.id());
+        assert!(handle.is_finished());
+        assert!(me.is_finished());
     });
 }

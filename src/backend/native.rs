@@ -47,27 +47,36 @@ type Switch = corosensei::Coroutine<*const Control, (), (), DefaultStack>;
 /// Invariants:
 /// - `home` is [`UNBOUND`] until the first [`runs_here`](NativeContext::runs_here), then the [`thread_token`]
 ///   of the thread bound; it never changes again.
-/// - `switch` is `Some` until the coroutine finishes (or is discarded unstarted), when its stack goes back to
-///   the pool. Until the first resume, the entry waits on the stack, unrun. It is touched only with the baton
-///   held on the home thread ([`resume`](NativeContext::resume),
-///   [`discard_unstarted`](NativeContext::discard_unstarted)) or in `drop` (exclusive); a started switch is only
-///   ever resumed on the home thread, and `drop` never resumes or unwinds it.
+/// - `state` is `Live` until the coroutine finishes (or is discarded unstarted), then `Done`: its stack has
+///   gone back to the pool, before the enterer got control back. Until the first resume, the entry waits on the
+///   stack, unrun. `state` is touched only with the baton held on the home thread
+///   ([`resume`](NativeContext::resume), [`discard_unstarted`](NativeContext::discard_unstarted)), or by
+///   whoever holds the only reference to the coroutine (`drop`, [`reuse`](NativeContext::reuse)); a started
+///   switch is only ever resumed on the home thread, and `drop` never resumes or unwinds it.
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
 ///   of the coroutine's stack; it is read only by the coroutine itself ([`suspend`](NativeContext::suspend)).
 pub(crate) struct NativeContext {
     home: AtomicU64,
     /// The stack's pool bucket (its usable size).
     size: usize,
-    /// The lowest address of the stack's guard page, for the overflow report.
+    /// The lowest address of the stack's guard page, for the overflow report (set again when the context is
+    /// reused with another stack).
     #[cfg_attr(not(unix), allow(dead_code))]
-    guard: usize,
+    guard: Cell<usize>,
     yielder: Cell<*const Yielder<*const Control, ()>>,
-    switch: UnsafeCell<Option<Switch>>,
+    state: UnsafeCell<State>,
+}
+
+enum State {
+    /// The coroutine's switch: not started (its entry waits on the stack), running or suspended.
+    Live(Switch),
+    /// Finished or discarded unstarted: the stack has gone back to the pool.
+    Done,
 }
 
 // SAFETY: `NativeContext` is shared through `Arc<Control>` by `CoroutineRef`s on any thread. Its non-`Sync`
-// parts are `switch` and `yielder`, and both are used by one thread only: `switch` by the home thread holding the
-// baton (which one enterer at a time can hold) or by `drop` (which has `&mut self`), `yielder` by the
+// parts are `state` and `yielder`, and both are used by one thread only: `state` by the home thread holding the
+// baton (which one enterer at a time can hold) or by the holder of the only reference, `yielder` by the
 // coroutine, which runs only on the home thread. What may cross threads is what `drop` touches on whatever
 // thread drops the last reference: an unstarted switch, whose stack holds only the entry (which is `Send`) and
 // which `drop` drops in place without switching to the stack, or a started one that `drop` only forgets (moving
@@ -149,12 +158,28 @@ impl NativeContext {
 
     /// The body returned: the stack goes back to the pool before the enterer takes control back.
     #[inline(never)]
-    fn finished(&self, switch: &mut Option<Switch>, baton: &Baton) -> Phase {
-        if let Some(done) = switch.take() {
+    fn finished(&self, state: &mut State, baton: &Baton) -> Phase {
+        if let State::Live(done) = mem::replace(state, State::Done) {
             stacks::give_back(self.size, done.into_stack());
         }
         baton.finish_local();
         Phase::Finished
+    }
+
+    /// Makes a finished context new, for `entry` on `stack` (of this context's bucket), unbound.
+    ///
+    /// # Safety
+    /// The caller holds the only reference to the coroutine whose context this is, and that coroutine has
+    /// finished.
+    unsafe fn reuse(&self, stack: DefaultStack, entry: impl Entry) {
+        // SAFETY: the caller holds the only reference: nobody else touches `state`.
+        let state = unsafe { &mut *self.state.get() };
+        debug_assert!(matches!(state, State::Done));
+        self.guard
+            .set(corosensei::stack::Stack::limit(&stack).get());
+        *state = State::Live(new_switch(stack, entry));
+        self.home.store(UNBOUND, Ordering::Relaxed);
+        self.yielder.set(std::ptr::null());
     }
 }
 
@@ -168,7 +193,7 @@ fn running_guard() -> usize {
     // its entry frame (or, between a switch back and the enterer's restoring `CURRENT`, the enterer) keeps
     // alive.
     match unsafe { current.as_ref() }.map(|co| &co.context) {
-        Some(super::Context::Native(context)) => context.guard,
+        Some(super::Context::Native(context)) => context.guard.get(),
         _ => 0,
     }
 }
@@ -186,18 +211,12 @@ impl ContextOps for NativeContext {
         let size = stacks::bucket(spec.stack_size)?;
         let stack = stacks::take(size)?;
         let guard = corosensei::stack::Stack::limit(&stack).get();
-        // The entry is moved onto the coroutine's own stack (no allocation); it runs at the first resume.
-        let body = move |yielder: &Yielder<*const Control, ()>, co: *const Control| {
-            // SAFETY: every resume passes `Arc::as_ptr` of the resumer's `Arc<Control>` of this coroutine (see
-            // `resume`), which is native.
-            unsafe { run_entry(yielder, co, entry) }
-        };
         Ok(NativeContext {
             home: AtomicU64::new(UNBOUND),
             size,
-            guard,
+            guard: Cell::new(guard),
             yielder: Cell::new(std::ptr::null()),
-            switch: UnsafeCell::new(Some(corosensei::Coroutine::with_stack(stack, body))),
+            state: UnsafeCell::new(State::Live(new_switch(stack, entry))),
         })
     }
 
@@ -205,11 +224,11 @@ impl ContextOps for NativeContext {
     fn resume(&self, co: &Arc<Control>) -> Phase {
         debug_assert_eq!(self.home.load(Ordering::Relaxed), thread_token());
         // SAFETY: the caller holds the baton (so no other enterer is in here) and runs on the home thread
-        // (`runs_here` was checked before the claim), so this is the only reference to `switch`. The coroutine
-        // that runs during the switch below touches only `yielder`, never `switch`: entering itself fails the
+        // (`runs_here` was checked before the claim), so this is the only reference to `state`. The coroutine
+        // that runs during the switch below touches only `yielder`, never `state`: entering itself fails the
         // claim, and dropping its owner from inside returns before touching the context.
-        let switch = unsafe { &mut *self.switch.get() };
-        let Some(running) = switch.as_mut() else {
+        let state = unsafe { &mut *self.state.get() };
+        let State::Live(running) = state else {
             unreachable!("cothread: resuming a finished native coroutine");
         };
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
@@ -217,7 +236,7 @@ impl ContextOps for NativeContext {
         match running.resume(Arc::as_ptr(co)) {
             // `yield_local` has made the baton `Idle` already.
             CoroutineResult::Yield(()) => Phase::Yielded,
-            CoroutineResult::Return(()) => self.finished(switch, &co.baton),
+            CoroutineResult::Return(()) => self.finished(state, &co.baton),
         }
     }
 
@@ -243,14 +262,16 @@ impl ContextOps for NativeContext {
     fn discard_unstarted(&self) -> bool {
         // SAFETY: as in `resume`: the caller holds the baton on the home thread, and the coroutine is not
         // running (it would hold the baton otherwise).
-        let switch = unsafe { &mut *self.switch.get() };
-        match switch.take() {
-            Some(unstarted) if !unstarted.started() => {
-                discard(self.size, unstarted);
+        let state = unsafe { &mut *self.state.get() };
+        match mem::replace(state, State::Done) {
+            State::Live(mut unstarted) if !unstarted.started() => {
+                // Drops the entry in place (corosensei does not switch to the stack for that).
+                unstarted.force_unwind();
+                stacks::give_back(self.size, unstarted.into_stack());
                 true
             }
             other => {
-                *switch = other;
+                *state = other;
                 false
             }
         }
@@ -262,23 +283,85 @@ impl ContextOps for NativeContext {
     }
 }
 
-/// Drops the entry of a switch that never started, in place (corosensei does not switch to the stack for
-/// that), and gives the stack back.
-fn discard(size: usize, mut unstarted: Switch) {
-    unstarted.force_unwind();
-    stacks::give_back(size, unstarted.into_stack());
+/// A switch that runs `entry` on `stack` when first resumed. The entry is moved onto the stack itself (no
+/// allocation).
+fn new_switch(stack: DefaultStack, entry: impl Entry) -> Switch {
+    let body = move |yielder: &Yielder<*const Control, ()>, co: *const Control| {
+        // SAFETY: every resume passes `Arc::as_ptr` of the resumer's `Arc<Control>` of this coroutine (see
+        // `resume`), which is native.
+        unsafe { run_entry(yielder, co, entry) }
+    };
+    corosensei::Coroutine::with_stack(stack, body)
 }
 
 impl Drop for NativeContext {
     fn drop(&mut self) {
-        match self.switch.get_mut().take() {
-            Some(unstarted) if !unstarted.started() => discard(self.size, unstarted),
-            Some(done) if done.done() => stacks::give_back(self.size, done.into_stack()),
+        match mem::replace(self.state.get_mut(), State::Done) {
+            State::Live(mut unstarted) if !unstarted.started() => {
+                // Drops the entry in place (corosensei does not switch to the stack for that).
+                unstarted.force_unwind();
+                stacks::give_back(self.size, unstarted.into_stack());
+            }
+            State::Live(done) if done.done() => stacks::give_back(self.size, done.into_stack()),
             // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another thread):
             // it can only be unwound on its home thread, and this may not be it. Leak it rather than let
             // corosensei's own drop unwind it here.
-            Some(suspended) => mem::forget(suspended),
-            None => {}
+            State::Live(suspended) => mem::forget(suspended),
+            State::Done => {}
         }
     }
+}
+
+std::thread_local! {
+    /// This thread's spare: the control block of a finished native coroutine that its owner dropped here
+    /// while nothing else referred to it, kept for the next native coroutine created here (QEMU's pool keeps
+    /// whole `Coroutine` objects the same way). Its stack went back to the stack pool when it finished.
+    static SPARE: Cell<Option<Arc<Control>>> = const { Cell::new(None) };
+}
+
+/// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means): one that finished and
+/// that nothing else refers to becomes this thread's spare, for [`reuse_spare`] (unless pooling is off); any
+/// other is dropped.
+pub(crate) fn retire(co: Arc<Control>) {
+    let super::Context::Native(context) = &co.context else {
+        return;
+    };
+    // No `Weak` is ever made of a control block, so a strong count of 1 means that ours is the only reference;
+    // the fence makes what the other references' owners did before dropping them (their counts' `Release`
+    // decrements) happen before what we do with it, as `Arc::get_mut` does.
+    if Arc::strong_count(&co) != 1 || crate::pool::max_idle() == 0 {
+        return;
+    }
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: ours is the only reference (above).
+    if matches!(unsafe { &*context.state.get() }, State::Done) {
+        // SAFETY: as above.
+        unsafe { co.renew() };
+        // During thread exit the slot is gone: `co` is dropped instead. A spare it displaces is dropped.
+        let mut slot = Some(co);
+        let _ = SPARE.try_with(|spare| drop(spare.replace(slot.take())));
+    }
+}
+
+/// A coroutine for `entry` made from this thread's spare, if it has one, with a stack of the size `spec` asks
+/// for from the stack pool: no allocation. The caller gives it a new id. `Err(entry)` if there is no spare (or no
+/// stack: the caller's ordinary path then reports why).
+#[inline]
+pub(crate) fn reuse_spare<E: Entry>(spec: &Spec, entry: E) -> Result<Arc<Control>, E> {
+    let Some(co) = SPARE.try_with(Cell::take).ok().flatten() else {
+        return Err(entry);
+    };
+    let super::Context::Native(context) = &co.context else {
+        return Err(entry);
+    };
+    // A spare of another stack size is dropped (its bucket is part of its context).
+    if stacks::bucket(spec.stack_size).ok() != Some(context.size) {
+        return Err(entry);
+    }
+    let Ok(stack) = stacks::take(context.size) else {
+        return Err(entry);
+    };
+    // SAFETY: a spare is held by nobody else (see `retire`) and has finished, and `SPARE` gave it to us.
+    unsafe { context.reuse(stack, entry) };
+    Ok(co)
 }
