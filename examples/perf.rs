@@ -1,7 +1,9 @@
 //! QEMU's `/perf/*` cases for cothread, with plain-thread baselines, in nanoseconds per operation.
 //!
 //! Run: `cargo run --release --example perf` (add `--features native` for the native backend's rows). Each figure is
-//! the median of three timed runs after calibrating the iteration count to ~150 ms a run.
+//! the median of three timed runs after calibrating the iteration count to ~150 ms a run, except the two
+//! "interleaved" rows: medians of 40 alternating runs of 1,000 round trips each (see
+//! `workloads::interleaved`), with their ratio in the last line. `-- park-vs-parking-lot` runs only those.
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
@@ -25,11 +27,55 @@ fn ns_per_op(mut run: impl FnMut(u64) -> Duration) -> f64 {
         };
         iters = ((iters as f64) * scale) as u64;
     }
-    let mut runs: Vec<f64> = (0..3)
-        .map(|_| run(iters).as_nanos() as f64 / iters as f64)
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[1]
+    median(
+        (0..3)
+            .map(|_| run(iters).as_nanos() as f64 / iters as f64)
+            .collect(),
+    )
+}
+
+/// Interleaved comparison of the parked round trip with the parking_lot ping-pong: pairs, round trips a run.
+const PAIRS: usize = 40;
+const PAIR_ITERS: u64 = 1000;
+/// Below this a parked round trip stayed on one vCPU of the development VM (about 6 us; across two, 80 us).
+const ONE_CPU_NS: f64 = 20_000.0;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The parked round trip against its baseline, in alternating short runs (see `workloads::interleaved`):
+/// adds two rows and returns the summary line.
+fn park_vs_parking_lot(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
+    let pairs = workloads::interleaved(
+        PAIRS,
+        PAIR_ITERS,
+        |n| workloads::round_trip(Variant::PARK, n),
+        workloads::ping_pong_parking_lot,
+    );
+    let park: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let lot: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    row("yield", "thread, park (interleaved)", median(park));
+    row("yield", "baseline: parking_lot (interleaved)", median(lot));
+    let ratio = median(pairs.iter().map(|p| p.0 / p.1).collect());
+    let faster = pairs.iter().filter(|p| p.0 <= p.1).count();
+    let one_cpu = pairs
+        .iter()
+        .filter(|p| p.0 < ONE_CPU_NS && p.1 < ONE_CPU_NS)
+        .count();
+    let mixed = pairs
+        .iter()
+        .filter(|p| (p.0 < ONE_CPU_NS) != (p.1 < ONE_CPU_NS))
+        .count();
+    let summary = format!(
+        "thread park / parking_lot over {PAIRS} interleaved pairs of {PAIR_ITERS} round trips: median ratio \
+         {ratio:.2}, thread park no slower in {faster}; both under {} us in {one_cpu} pairs, one under and \
+         one over in {mixed}",
+        ONE_CPU_NS / 1000.0
+    );
+    eprintln!("  {summary}");
+    summary
 }
 
 struct Row {
@@ -48,6 +94,11 @@ fn main() {
         rows.push(r);
     };
     eprintln!("measuring (ns/op):");
+    if std::env::args().nth(1).as_deref() == Some("park-vs-parking-lot") {
+        // Only the interleaved comparison: `cargo run --release --example perf -- park-vs-parking-lot`.
+        println!("{}", park_vs_parking_lot(&mut row));
+        return;
+    }
 
     row(
         "lifecycle",
@@ -100,6 +151,8 @@ fn main() {
         "baseline: crossbeam bounded(0)",
         ns_per_op(workloads::ping_pong_crossbeam),
     );
+
+    let interleaved_summary = park_vs_parking_lot(&mut row);
 
     row(
         "round-robin",
@@ -192,6 +245,7 @@ fn main() {
     for r in &rows {
         println!("{:<14} {:<36} {:>12.1}", r.case, r.variant, r.ns);
     }
+    println!("{interleaved_summary}");
     let s = cothread::pool::stats();
     println!();
     println!(

@@ -169,6 +169,35 @@ pub fn round_robin(v: Variant, n: usize, iters: u64) -> Duration {
     on_thread(v, |make| round_robin_with(make, n, iters))
 }
 
+/// Runs `a(iters)` and `b(iters)` alternately, `pairs` times (`b` first in every other pair), and returns
+/// each pair's ns per operation, `(a, b)`.
+///
+/// For comparisons whose cost depends on the machine's state more than on the code: on the development VM a
+/// parked round trip costs about 6 us while the guest scheduler keeps both threads on one vCPU and about
+/// 80 us while it keeps them on two (every wake-up then wakes a halted vCPU), and which of the two it does
+/// changes over seconds with the state of the machine. Criterion measures one line after another, seconds
+/// apart; the two runs of a pair are milliseconds apart, so such a change hits both alike, and what differs
+/// within a pair is the code (including where its wake-ups lead the scheduler to put its threads).
+pub fn interleaved(
+    pairs: usize,
+    iters: u64,
+    mut a: impl FnMut(u64) -> Duration,
+    mut b: impl FnMut(u64) -> Duration,
+) -> Vec<(f64, f64)> {
+    let ns = |t: Duration| t.as_nanos() as f64 / iters as f64;
+    (0..pairs)
+        .map(|i| {
+            if i % 2 == 0 {
+                let ta = ns(a(iters));
+                (ta, ns(b(iters)))
+            } else {
+                let tb = ns(b(iters));
+                (ns(a(iters)), tb)
+            }
+        })
+        .collect()
+}
+
 #[inline(never)]
 fn callee(x: u64) -> u64 {
     black_box(x).wrapping_add(1)
@@ -194,7 +223,44 @@ pub fn spawn_join(iters: u64) -> Duration {
     start.elapsed()
 }
 
-/// Runs `iters` round trips between this thread and a partner; `ping` passes the turn and waits for it back.
+/// Runs `job` on the baselines' partner thread, a long-lived thread that runs one job at a time; the returned
+/// receiver gets a message when the job is done (and is disconnected if the job panicked).
+///
+/// The partner outlives each measurement as the thread backend's pooled thread does, so that a baseline and
+/// a coroutine line differ in the hand-off only. With a fresh thread per measurement, as the baselines once
+/// spawned, the scheduler placed each new partner anew while the pooled coroutine thread kept its place: on
+/// the development VM a parked round trip costs about 6 us while both threads run on one vCPU and about
+/// 80 us across two, so that alone moved the parked lines by up to 10x in either direction.
+fn on_partner(job: impl FnOnce() + Send + 'static) -> std::sync::mpsc::Receiver<()> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static PARTNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let partner = PARTNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("baseline partner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("partner thread");
+        std::sync::Mutex::new(tx)
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    partner
+        .lock()
+        .expect("partner")
+        .send(Box::new(move || {
+            job();
+            let _ = done_tx.send(());
+        }))
+        .expect("partner thread");
+    done_rx
+}
+
+/// Runs `iters` round trips between this thread and the partner thread; `ping` passes the turn and waits for
+/// it back.
 fn ping_pong<S: Send + Sync + 'static>(
     state: Arc<S>,
     iters: u64,
@@ -203,7 +269,7 @@ fn ping_pong<S: Send + Sync + 'static>(
 ) -> Duration {
     let partner = {
         let state = state.clone();
-        thread::spawn(move || {
+        on_partner(move || {
             for _ in 0..iters {
                 pong(&state);
             }
@@ -214,7 +280,7 @@ fn ping_pong<S: Send + Sync + 'static>(
         ping(&state);
     }
     let t = start.elapsed();
-    partner.join().expect("partner");
+    partner.recv().expect("partner");
     t
 }
 
@@ -328,7 +394,7 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
     let (tx, rx) = std::sync::mpsc::channel();
     let partner = {
         let flag = flag.clone();
-        thread::spawn(move || {
+        on_partner(move || {
             let _ = tx.send(thread::current());
             for _ in 0..iters {
                 wait_for(&flag, 1, spin);
@@ -344,7 +410,7 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
         wait_for(&flag, 0, spin);
     }
     let t = start.elapsed();
-    partner.join().expect("partner");
+    partner.recv().expect("partner");
     t
 }
 
