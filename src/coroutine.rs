@@ -118,6 +118,11 @@ unsafe impl Send for Out {}
 
 impl Out {
     const NONE: Out = Out(std::ptr::null_mut());
+
+    /// Whether this is an owner's slot (only the owner passes one).
+    fn is_owner(self) -> bool {
+        !self.0.is_null()
+    }
 }
 
 crate::sync::global! {
@@ -542,16 +547,20 @@ impl std::hash::Hash for CoroutineRef {
 #[inline(always)]
 fn enter(co: &Arc<Control>, out: Out) -> Result<Phase, Phase> {
     with_context!(&co.context, ctx => {
-        claim(co, ctx)?;
+        claim(co, ctx, out.is_owner())?;
         Ok(run_claimed(co, ctx, out))
     })
 }
 
-/// Claims the baton of `co`, whose context is `ctx`. `Err(Finished)` if it has finished.
+/// Claims the baton of `co`, whose context is `ctx`. `Err(Finished)` if it has finished. `owner`: the caller is
+/// the coroutine's owner (it holds the `Coroutine`, by `&mut`).
 #[inline(always)]
-fn claim<C: ContextOps>(co: &Control, ctx: &C) -> Result<(), Phase> {
+fn claim<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), Phase> {
     if ctx.runs_here() && ctx.claim(&co.baton).is_ok() {
         return Ok(());
+    }
+    if owner {
+        ctx.bind_unshared(co);
     }
     claim_slow(co, ctx)
 }
@@ -718,7 +727,7 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}
     }
-    if claim(co, ctx).is_err() {
+    if claim(co, ctx, false).is_err() {
         return;
     }
     // Finished even if the body's destructor panics.

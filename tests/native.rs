@@ -155,6 +155,24 @@ mod native_backend {
     }
 
     #[test]
+    fn a_handle_that_started_it_elsewhere_binds_it_there_for_good() {
+        // Started through a handle on another thread, which then drops the handle: the owner is alone again,
+        // but the coroutine stays bound to that thread.
+        let mut co = native()
+            .spawn(|| {
+                yield_now();
+                1
+            })
+            .unwrap();
+        let h = co.handle();
+        std::thread::spawn(move || assert_eq!(h.enter(), Resume::Yielded))
+            .join()
+            .unwrap();
+        let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
+        assert_eq!(message(err), OTHER_THREAD);
+    }
+
+    #[test]
     fn coroutine_stays_send_and_handles_send_sync() {
         fn assert_send<T: Send>() {}
         fn assert_send_sync<T: Send + Sync>() {}

@@ -281,6 +281,22 @@ impl ContextOps for NativeContext {
     fn runs_here(&self) -> bool {
         self.home.load(Ordering::Relaxed) == THREAD_TOKEN.with(Cell::get) || self.bind()
     }
+
+    fn bind_unshared(&self, co: &Arc<Control>) {
+        // No `Weak` is ever made of a control block, so a strong count of 1 means that the owner's reference is
+        // the only one, and the owner (calling with `&mut Coroutine`) is here: nobody else can enter or bind the
+        // context meanwhile. The fence makes whatever the holders of dropped references did (a handle that bound
+        // the context on its thread, say) happen before this, through their `Release` decrements.
+        if Arc::strong_count(co) != 1 {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        if self.home.load(Ordering::Relaxed) == UNBOUND {
+            self.home.store(thread_token(), Ordering::Relaxed);
+            #[cfg(unix)]
+            overflow::prepare_thread();
+        }
+    }
 }
 
 /// A switch that runs `entry` on `stack` when first resumed. The entry is moved onto the stack itself (no

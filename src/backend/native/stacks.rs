@@ -137,21 +137,29 @@ fn default_size() -> usize {
 }
 
 /// The bucket (usable size) for a requested stack size, or an error if no such stack can exist.
+#[inline]
 pub(crate) fn bucket(requested: Option<usize>) -> io::Result<usize> {
-    requested
-        .unwrap_or_else(default_size)
-        .max(MIN_STACK_SIZE)
+    static DEFAULT: OnceLock<Option<usize>> = OnceLock::new();
+    match requested {
+        None => *DEFAULT.get_or_init(|| bucket_of(default_size())),
+        Some(size) => bucket_of(size),
+    }
+    .ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "cothread: native stack size too large",
+        )
+    })
+}
+
+fn bucket_of(size: usize) -> Option<usize> {
+    size.max(MIN_STACK_SIZE)
         .checked_next_multiple_of(BUCKET_ALIGN)
         .filter(|&size| size <= MAX_STACK_SIZE)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "cothread: native stack size too large",
-            )
-        })
 }
 
 /// An idle stack of this bucket (this thread's hot stack first), or a new one (with a guard page below it).
+#[inline]
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     let pooling = crate::pool::max_idle() > 0;
     let hot = LOCAL
@@ -173,9 +181,15 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
         })
         .ok()
         .flatten();
-    if let Some(stack) = hot {
-        return Ok(stack);
+    match hot {
+        Some(stack) => Ok(stack),
+        None => take_cold(size),
     }
+}
+
+/// [`take`] without a hot stack: from the shared pool, or a new one.
+#[cold]
+fn take_cold(size: usize) -> io::Result<DefaultStack> {
     {
         let mut shared = shared();
         if let Some(i) = shared.idle.iter().rposition(|(s, _)| *s == size) {
@@ -191,17 +205,11 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
 
 /// A stack no coroutine runs on any more comes back: it becomes this thread's hot stack, and the one it
 /// displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
+#[inline]
 pub(crate) fn give_back(size: usize, stack: DefaultStack) {
     let max = crate::pool::max_idle();
     if max == 0 {
-        // This thread's hot stack too, if it kept one from before pooling was switched off.
-        let _ = LOCAL.try_with(|local| {
-            if let Some((_, hot)) = local.borrow_mut().set_hot(None) {
-                free(hot);
-            }
-        });
-        free(stack);
-        return;
+        return give_back_unpooled(stack);
     }
     let mut item = Some((size, stack));
     // `item` stays put if the thread is exiting (its thread-locals are gone): then it goes to the shared pool.
@@ -209,9 +217,26 @@ pub(crate) fn give_back(size: usize, stack: DefaultStack) {
         .try_with(|local| local.borrow_mut().set_hot(item.take()))
         .ok()
         .flatten();
-    let Some((size, stack)) = displaced.or(item) else {
-        return;
-    };
+    if let Some((size, stack)) = displaced.or(item) {
+        to_shared(size, stack, max);
+    }
+}
+
+/// [`give_back`] with pooling off: unmaps the stack, and this thread's hot stack if it kept one from before
+/// pooling was switched off.
+#[cold]
+fn give_back_unpooled(stack: DefaultStack) {
+    let _ = LOCAL.try_with(|local| {
+        if let Some((_, hot)) = local.borrow_mut().set_hot(None) {
+            free(hot);
+        }
+    });
+    free(stack);
+}
+
+/// A stack goes idle in the shared pool, or is unmapped (with the pool's surplus) if the pool is full.
+#[cold]
+fn to_shared(size: usize, stack: DefaultStack, max: usize) {
     let mut shared = shared();
     if shared.idle.len() < max {
         shared.idle.push((size, stack));
