@@ -16,20 +16,24 @@ const CHAIN_POOL: usize = 128;
 
 fn round_trip(c: &mut Criterion) {
     let mut g = c.benchmark_group("round_trip");
+    // Order: the coroutine thread and the baselines' partner thread each spin in one line and park two lines
+    // later, so that the parked lines compared with each other have the same history. (Where the scheduler
+    // puts a thread that spun a moment ago differs from where it puts a cool one, and a parked round trip
+    // costs ~6 us on one vCPU but ~80 us across two on the development VM; see `workloads::on_partner`.)
     g.bench_function("thread/spin", |b| {
         b.iter_custom(|n| workloads::round_trip(Variant::SPIN, n))
-    });
-    g.bench_function("thread/park", |b| {
-        b.iter_custom(|n| workloads::round_trip(Variant::PARK, n))
     });
     g.bench_function("baseline/spin_then_park", |b| {
         b.iter_custom(|n| workloads::ping_pong_spin_park(workloads::initial_spin(), n))
     });
-    g.bench_function("baseline/std_mutex_condvar", |b| {
-        b.iter_custom(workloads::ping_pong_std)
+    g.bench_function("thread/park", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::PARK, n))
     });
     g.bench_function("baseline/parking_lot", |b| {
         b.iter_custom(workloads::ping_pong_parking_lot)
+    });
+    g.bench_function("baseline/std_mutex_condvar", |b| {
+        b.iter_custom(workloads::ping_pong_std)
     });
     g.bench_function("baseline/crossbeam_bounded0", |b| {
         b.iter_custom(workloads::ping_pong_crossbeam)
