@@ -496,7 +496,7 @@ impl CoroutineRef {
         }
         let co = &self.co;
         with_context!(&co.context, ctx => {
-            if !ctx.runs_here() {
+            if !ctx.runs_here(co, false) {
                 // A native coroutine of another thread: never claim it from here.
                 match co.baton.phase() {
                     Phase::Finished => panic!("{FINISHED}"),
@@ -556,20 +556,17 @@ fn enter(co: &Arc<Control>, out: Out) -> Result<Phase, Phase> {
 /// the coroutine's owner (it holds the `Coroutine`, by `&mut`).
 #[inline(always)]
 fn claim<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), Phase> {
-    if ctx.runs_here() && ctx.claim(&co.baton).is_ok() {
+    if ctx.runs_here(co, owner) && ctx.claim(&co.baton).is_ok() {
         return Ok(());
     }
-    if owner {
-        ctx.bind_unshared(co);
-    }
-    claim_slow(co, ctx)
+    claim_slow(co, ctx, owner)
 }
 
 /// The claim that did not succeed at once: a coroutine of another thread, one that runs or has finished, or
 /// one that has just yielded to an enterer on another thread that has not taken control back yet (waited out).
 #[cold]
-fn claim_slow<C: ContextOps>(co: &Control, ctx: &C) -> Result<(), Phase> {
-    if !ctx.runs_here() {
+fn claim_slow<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), Phase> {
+    if !ctx.runs_here(co, owner) {
         // A native coroutine of another thread: never switch to its stack from here.
         match co.baton.phase() {
             Phase::Finished => return Err(Phase::Finished),
@@ -715,7 +712,7 @@ fn drop_coroutine(co: &Arc<Control>) {
 }
 
 fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
-    if !ctx.runs_here() {
+    if !ctx.runs_here(co, true) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
         // so it is left as it is (leaked if suspended; a handle can still enter it there).
         return;
@@ -727,7 +724,7 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}
     }
-    if claim(co, ctx, false).is_err() {
+    if claim(co, ctx, true).is_err() {
         return;
     }
     // Finished even if the body's destructor panics.

@@ -56,19 +56,14 @@ pub(crate) trait ContextOps: Sized {
     fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
         baton.yield_to_caller()
     }
-    /// Called before the claim by an owner whose first [`runs_here`](ContextOps::runs_here) said no: if nothing
-    /// but the owner refers to the coroutine `co` (whose context this is), nobody else can enter it meanwhile,
-    /// so a backend that binds contexts to threads may bind an unbound one to this thread without an atomic
-    /// read-modify-write.
+    /// Whether the calling thread may run this context, the context of `co`. A backend that switches stacks on
+    /// one thread ties a context to one thread, binding it to the caller if it has none yet; `owner` says that
+    /// the caller is the coroutine's owner (with `&mut Coroutine`), which lets such a backend bind without an
+    /// atomic read-modify-write when nothing else refers to `co`. The thread backend runs anywhere. Called
+    /// before claiming the baton.
     #[inline]
-    fn bind_unshared(&self, co: &Arc<Control>) {
-        let _ = co;
-    }
-    /// Whether the calling thread may run this context. A backend that switches stacks on one thread ties a
-    /// context to one thread (binding it to the caller if it has none yet); the thread backend runs anywhere.
-    /// Called before claiming the baton.
-    #[inline]
-    fn runs_here(&self) -> bool {
+    fn runs_here(&self, co: &Arc<Control>, owner: bool) -> bool {
+        let _ = (co, owner);
         true
     }
 }

@@ -139,21 +139,33 @@ unsafe fn run_entry(yielder: &Yielder<*const Control, ()>, co: *const Control, e
 
 impl NativeContext {
     /// [`runs_here`](ContextOps::runs_here) when `home` is not this thread's token: binds an unbound context to
-    /// this thread (giving the thread a token first if it has none).
+    /// this thread (giving the thread a token first if it has none), and prepares the thread for the overflow
+    /// report.
     #[cold]
-    fn bind(&self) -> bool {
+    fn bind(&self, co: &Arc<Control>, owner: bool) -> bool {
         let me = thread_token();
-        match self
-            .home
-            .compare_exchange(UNBOUND, me, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => {
-                #[cfg(unix)]
-                overflow::prepare_thread();
-                true
+        // No `Weak` is ever made of a control block, so for an owner (calling with `&mut Coroutine`) a strong
+        // count of 1 means that nobody else can enter or bind the context meanwhile: a plain store binds it. The
+        // fence makes whatever the holders of dropped references did (a handle that bound the context on its
+        // thread, say) happen before this, through their `Release` decrements.
+        let bound = if owner && Arc::strong_count(co) == 1 {
+            std::sync::atomic::fence(Ordering::Acquire);
+            let unbound = self.home.load(Ordering::Relaxed) == UNBOUND;
+            if unbound {
+                self.home.store(me, Ordering::Relaxed);
             }
-            Err(home) => home == me,
+            unbound
+        } else {
+            self.home
+                .compare_exchange(UNBOUND, me, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        };
+        if bound {
+            #[cfg(unix)]
+            overflow::prepare_thread();
+            return true;
         }
+        self.home.load(Ordering::Relaxed) == me
     }
 
     /// The body returned: the stack goes back to the pool before the enterer takes control back.
@@ -278,24 +290,8 @@ impl ContextOps for NativeContext {
     }
 
     #[inline]
-    fn runs_here(&self) -> bool {
-        self.home.load(Ordering::Relaxed) == THREAD_TOKEN.with(Cell::get) || self.bind()
-    }
-
-    fn bind_unshared(&self, co: &Arc<Control>) {
-        // No `Weak` is ever made of a control block, so a strong count of 1 means that the owner's reference is
-        // the only one, and the owner (calling with `&mut Coroutine`) is here: nobody else can enter or bind the
-        // context meanwhile. The fence makes whatever the holders of dropped references did (a handle that bound
-        // the context on its thread, say) happen before this, through their `Release` decrements.
-        if Arc::strong_count(co) != 1 {
-            return;
-        }
-        std::sync::atomic::fence(Ordering::Acquire);
-        if self.home.load(Ordering::Relaxed) == UNBOUND {
-            self.home.store(thread_token(), Ordering::Relaxed);
-            #[cfg(unix)]
-            overflow::prepare_thread();
-        }
+    fn runs_here(&self, co: &Arc<Control>, owner: bool) -> bool {
+        self.home.load(Ordering::Relaxed) == THREAD_TOKEN.with(Cell::get) || self.bind(co, owner)
     }
 }
 

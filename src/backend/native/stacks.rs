@@ -18,7 +18,7 @@
 //! holds no thread and no CPU, only the memory its last coroutine touched, which the bound caps. Counters:
 //! [`stats`], exposed as [`pool::native_stats`](crate::pool::native_stats); they count hot stacks too.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -82,9 +82,12 @@ fn shared() -> MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A thread's hot stack and its counters; the stack is unmapped when the thread exits.
+/// A thread's hot stack and its counters; the stack is unmapped when the thread exits. Invariant:
+/// `hot_size` is the hot stack's bucket when `hot` holds one, 0 otherwise (no bucket is 0), and `counters.hot`
+/// says whether it does. Only this thread touches it, through `Cell`s (nothing is borrowed across a call).
 struct Local {
-    hot: Option<(usize, DefaultStack)>,
+    hot_size: Cell<usize>,
+    hot: Cell<Option<DefaultStack>>,
     counters: Arc<ThreadCounters>,
 }
 
@@ -93,22 +96,30 @@ impl Local {
         let counters = Arc::new(ThreadCounters::default());
         shared().threads.push(counters.clone());
         Local {
-            hot: None,
+            hot_size: Cell::new(0),
+            hot: Cell::new(None),
             counters,
         }
     }
 
-    fn set_hot(&mut self, hot: Option<(usize, DefaultStack)>) -> Option<(usize, DefaultStack)> {
-        self.counters
-            .hot
-            .store(usize::from(hot.is_some()), Ordering::Relaxed);
-        std::mem::replace(&mut self.hot, hot)
+    /// Takes the hot stack out, whatever its bucket.
+    fn take_hot(&self) -> Option<(usize, DefaultStack)> {
+        let size = self.hot_size.replace(0);
+        self.counters.hot.store(0, Ordering::Relaxed);
+        self.hot.take().map(|stack| (size, stack))
+    }
+
+    /// Makes `stack` (of bucket `size`) the hot stack; returns the one it displaces.
+    fn put_hot(&self, size: usize, stack: DefaultStack) -> Option<(usize, DefaultStack)> {
+        let old_size = self.hot_size.replace(size);
+        self.counters.hot.store(1, Ordering::Relaxed);
+        self.hot.replace(Some(stack)).map(|old| (old_size, old))
     }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some((_, stack)) = self.set_hot(None) {
+        if let Some((_, stack)) = self.take_hot() {
             free(stack);
         }
         let mut shared = shared();
@@ -118,7 +129,7 @@ impl Drop for Local {
 }
 
 std::thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::new());
+    static LOCAL: Local = Local::new();
 }
 
 fn free(stack: DefaultStack) {
@@ -161,22 +172,13 @@ fn bucket_of(size: usize) -> Option<usize> {
 /// An idle stack of this bucket (this thread's hot stack first), or a new one (with a guard page below it).
 #[inline]
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
-    let pooling = crate::pool::max_idle() > 0;
     let hot = LOCAL
         .try_with(|local| {
-            let mut local = local.borrow_mut();
-            match local.hot.as_ref().map(|(s, _)| *s) {
-                Some(s) if s == size && pooling => {
-                    local.counters.bump_reused();
-                    local.set_hot(None).map(|(_, stack)| stack)
-                }
-                Some(_) if !pooling => {
-                    if let Some((_, stack)) = local.set_hot(None) {
-                        free(stack);
-                    }
-                    None
-                }
-                _ => None,
+            if local.hot_size.get() == size && crate::pool::max_idle() > 0 {
+                local.counters.bump_reused();
+                local.take_hot().map(|(_, stack)| stack)
+            } else {
+                None
             }
         })
         .ok()
@@ -187,9 +189,15 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     }
 }
 
-/// [`take`] without a hot stack: from the shared pool, or a new one.
+/// [`take`] without a hot stack of this bucket: from the shared pool, or a new one. With pooling off, this
+/// thread's hot stack, kept from before, is unmapped.
 #[cold]
 fn take_cold(size: usize) -> io::Result<DefaultStack> {
+    if crate::pool::max_idle() == 0
+        && let Ok(Some((_, stack))) = LOCAL.try_with(Local::take_hot)
+    {
+        free(stack);
+    }
     {
         let mut shared = shared();
         if let Some(i) = shared.idle.iter().rposition(|(s, _)| *s == size) {
@@ -211,13 +219,13 @@ pub(crate) fn give_back(size: usize, stack: DefaultStack) {
     if max == 0 {
         return give_back_unpooled(stack);
     }
-    let mut item = Some((size, stack));
+    let mut item = Some(stack);
     // `item` stays put if the thread is exiting (its thread-locals are gone): then it goes to the shared pool.
     let displaced = LOCAL
-        .try_with(|local| local.borrow_mut().set_hot(item.take()))
+        .try_with(|local| item.take().and_then(|stack| local.put_hot(size, stack)))
         .ok()
         .flatten();
-    if let Some((size, stack)) = displaced.or(item) {
+    if let Some((size, stack)) = displaced.or(item.map(|stack| (size, stack))) {
         to_shared(size, stack, max);
     }
 }
@@ -226,11 +234,9 @@ pub(crate) fn give_back(size: usize, stack: DefaultStack) {
 /// pooling was switched off.
 #[cold]
 fn give_back_unpooled(stack: DefaultStack) {
-    let _ = LOCAL.try_with(|local| {
-        if let Some((_, hot)) = local.borrow_mut().set_hot(None) {
-            free(hot);
-        }
-    });
+    if let Ok(Some((_, hot))) = LOCAL.try_with(Local::take_hot) {
+        free(hot);
+    }
     free(stack);
 }
 
@@ -263,12 +269,10 @@ pub(crate) fn trim(max: usize) {
         free(stack);
     }
     // This thread's hot stack too, if pooling is now off; other threads drop theirs at their next use.
-    if max == 0 {
-        let _ = LOCAL.try_with(|local| {
-            if let Some((_, stack)) = local.borrow_mut().set_hot(None) {
-                free(stack);
-            }
-        });
+    if max == 0
+        && let Ok(Some((_, stack))) = LOCAL.try_with(Local::take_hot)
+    {
+        free(stack);
     }
 }
 
