@@ -41,6 +41,23 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("baseline/function_call", |b| {
         b.iter_custom(workloads::function_call)
     });
+    // The parked round trip and its baseline with the two threads pinned: each line measures one placement,
+    // whatever the scheduler would have chosen (Linux; a placement needing more CPUs than allowed is left out).
+    #[cfg(target_os = "linux")]
+    for (name, placement) in [
+        ("one_cpu", workloads::Placement::OneCpu),
+        ("two_cpus", workloads::Placement::TwoCpus),
+    ] {
+        if workloads::Pinned::cpu_for(placement, 1).is_none() {
+            continue;
+        }
+        g.bench_function(format!("{name}/thread/park"), |b| {
+            b.iter_custom(|n| workloads::round_trip_pinned(placement, n).expect("CPUs"))
+        });
+        g.bench_function(format!("{name}/baseline/parking_lot"), |b| {
+            b.iter_custom(|n| workloads::ping_pong_parking_lot_pinned(placement, n).expect("CPUs"))
+        });
+    }
     #[cfg(feature = "native")]
     {
         g.bench_function("native", |b| b.iter_custom(workloads::native::round_trip));

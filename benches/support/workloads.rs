@@ -198,6 +198,111 @@ pub fn interleaved(
         .collect()
 }
 
+/// Where the two threads of a pinned round trip run.
+#[derive(Clone, Copy, Debug)]
+pub enum Placement {
+    /// Both on one CPU: every hand-off is a context switch on that CPU.
+    OneCpu,
+    /// On two CPUs: every hand-off wakes a thread on the other CPU.
+    TwoCpus,
+}
+
+/// Pins the calling thread to one CPU and puts its old CPU set back when dropped (Linux only).
+#[cfg(target_os = "linux")]
+pub struct Pinned(libc::cpu_set_t);
+
+#[cfg(target_os = "linux")]
+impl Pinned {
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<usize> {
+        // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
+        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+        assert_eq!(rc, 0, "sched_getaffinity");
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, the number of CPUs a `cpu_set_t` holds.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    }
+
+    /// The CPU for `side` (0: the measuring thread, 1: its partner) under `placement`, if the calling thread
+    /// may use enough CPUs.
+    pub fn cpu_for(placement: Placement, side: usize) -> Option<usize> {
+        let cpus = Pinned::allowed();
+        match placement {
+            Placement::OneCpu => cpus.first().copied(),
+            Placement::TwoCpus => cpus.get(1).map(|_| cpus[side]),
+        }
+    }
+
+    /// Pins the calling thread to `cpu`.
+    pub fn to(cpu: usize) -> Pinned {
+        // SAFETY: as in `allowed`.
+        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as in `allowed`.
+        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old) };
+        assert_eq!(rc, 0, "sched_getaffinity");
+        // SAFETY: as in `allowed`.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` came from `allowed`, so it is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        // SAFETY: `one` is a valid `cpu_set_t` of the size passed.
+        let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) };
+        assert_eq!(rc, 0, "sched_setaffinity");
+        Pinned(old)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is the valid `cpu_set_t` read in `to`.
+        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.0) };
+    }
+}
+
+/// The parked round trip (spin limit 0) with the enterer and the coroutine's thread pinned by `placement`.
+/// `None` if there are not enough CPUs (or not on Linux).
+#[cfg(target_os = "linux")]
+pub fn round_trip_pinned(placement: Placement, iters: u64) -> Option<Duration> {
+    let (mine, theirs) = (
+        Pinned::cpu_for(placement, 0)?,
+        Pinned::cpu_for(placement, 1)?,
+    );
+    Some(on_thread(Variant::PARK, |make| {
+        let _pinned = Pinned::to(mine);
+        let mut co = make()
+            .spawn(move || {
+                // Dropped in the forced unwind when `co` is dropped: the pooled thread gets its CPUs back.
+                let _pinned = Pinned::to(theirs);
+                loop {
+                    yield_now();
+                }
+            })
+            .expect("coroutine");
+        assert_eq!(co.enter(), Resume::Yielded);
+        let start = Instant::now();
+        for _ in 0..iters {
+            let _ = black_box(co.enter());
+        }
+        start.elapsed()
+    }))
+}
+
+/// The parking_lot ping-pong with both threads pinned by `placement`; `None` as for `round_trip_pinned`.
+#[cfg(target_os = "linux")]
+pub fn ping_pong_parking_lot_pinned(placement: Placement, iters: u64) -> Option<Duration> {
+    let (mine, theirs) = (
+        Pinned::cpu_for(placement, 0)?,
+        Pinned::cpu_for(placement, 1)?,
+    );
+    let _pinned = Pinned::to(mine);
+    Some(parking_lot_ping_pong_with(iters, move || {
+        Pinned::to(theirs)
+    }))
+}
+
 #[inline(never)]
 fn callee(x: u64) -> u64 {
     black_box(x).wrapping_add(1)
@@ -267,9 +372,21 @@ fn ping_pong<S: Send + Sync + 'static>(
     ping: impl Fn(&S) + Send + 'static,
     pong: impl Fn(&S) + Send + 'static,
 ) -> Duration {
+    ping_pong_with(state, iters, || (), ping, pong)
+}
+
+/// `ping_pong`, with the partner running `setup` first and keeping what it returns until it is done.
+fn ping_pong_with<S: Send + Sync + 'static, G>(
+    state: Arc<S>,
+    iters: u64,
+    setup: impl FnOnce() -> G + Send + 'static,
+    ping: impl Fn(&S) + Send + 'static,
+    pong: impl Fn(&S) + Send + 'static,
+) -> Duration {
     let partner = {
         let state = state.clone();
         on_partner(move || {
+            let _kept = setup();
             for _ in 0..iters {
                 pong(&state);
             }
@@ -316,11 +433,20 @@ pub fn ping_pong_std(iters: u64) -> Duration {
 
 /// The same on `parking_lot::{Mutex, Condvar}`.
 pub fn ping_pong_parking_lot(iters: u64) -> Duration {
+    parking_lot_ping_pong_with(iters, || ())
+}
+
+/// The parking_lot ping-pong; the partner runs `setup` first and keeps what it returns until it is done.
+fn parking_lot_ping_pong_with<G>(
+    iters: u64,
+    setup: impl FnOnce() -> G + Send + 'static,
+) -> Duration {
     use parking_lot::{Condvar, Mutex};
     let state = Arc::new((Mutex::new(false), Condvar::new()));
-    ping_pong(
+    ping_pong_with(
         state,
         iters,
+        setup,
         |(m, c)| {
             let mut turn = m.lock();
             *turn = true;
