@@ -36,14 +36,16 @@ pub(crate) const YIELD_WHILE_DROPPED: &str =
 pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
 crate::sync::thread_local! {
-    /// The coroutine running on this thread: a pointer to the `Arc<Control>` held by the entry frame of the
-    /// coroutine (see `entry`), null outside coroutines. Set at a coroutine's start and after each of its
-    /// resumptions, restored by an enterer when the coroutine it entered gives control back.
-    static CURRENT: Cell<*const Arc<Control>> = const { Cell::new(std::ptr::null()) };
+    /// The coroutine running on this thread: its control block (`Arc::as_ptr` of an `Arc<Control>`), null
+    /// outside coroutines. Set at a coroutine's start and after each of its resumptions, restored by an enterer
+    /// when the coroutine it entered gives control back. While a coroutine is current, a reference keeps its
+    /// control block alive: its entry frame's on the thread backend, the resumer's (held for the whole resume)
+    /// on the native one.
+    static CURRENT: Cell<*const Control> = const { Cell::new(std::ptr::null()) };
 }
 
 #[inline]
-fn current_ptr() -> *const Arc<Control> {
+fn current_ptr() -> *const Control {
     CURRENT.with(|c| c.get())
 }
 
@@ -51,12 +53,12 @@ fn current_ptr() -> *const Arc<Control> {
 /// stack overflow handler: one load of a thread-local that has no destructor, so it is safe in a signal handler.
 /// The pointee is alive while the coroutine runs (see `CURRENT`).
 #[cfg(all(feature = "native", unix))]
-pub(crate) fn current_raw() -> *const Arc<Control> {
+pub(crate) fn current_raw() -> *const Control {
     current_ptr()
 }
 
 #[inline]
-fn set_current(ptr: *const Arc<Control>) {
+fn set_current(ptr: *const Control) {
     CURRENT.with(|c| c.set(ptr));
 }
 
@@ -341,7 +343,7 @@ where
     F: FnOnce() -> R,
     R: Send + 'static,
 {
-    set_current(co);
+    set_current(Arc::as_ptr(co));
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => {
             // SAFETY: the coroutine is running, so `out` is what the enterer that resumed it wrote before
@@ -595,8 +597,8 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
     }
     let caller = current_ptr();
     // The NESTED hint only matters to an enterer that waits on another thread.
-    // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's `Arc<Control>`, owned
-    // by its entry frame below us on this stack.
+    // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's control block, alive
+    // while it runs, that is for this whole call.
     let outer = unsafe { caller.as_ref() }.filter(|outer| outer.context.enterer_waits());
     if let Some(outer) = outer {
         outer.baton.set_nested(true);
@@ -647,9 +649,10 @@ pub fn yield_now() {
     if ptr.is_null() {
         yield_outside();
     }
-    // SAFETY: a non-null CURRENT points at the `Arc<Control>` owned by the entry frame (`run_body`) of the
-    // coroutine running on this thread; that frame is below us on this stack and outlives this call.
-    let co: &Arc<Control> = unsafe { &*ptr };
+    // SAFETY: a non-null CURRENT points at the control block of the coroutine running on this thread, which a
+    // reference keeps alive while it runs (see `CURRENT`), that is for this whole call: the coroutine runs
+    // whenever this code does.
+    let co: &Control = unsafe { &*ptr };
     with_context!(&co.context, ctx => {
         if ctx.yield_to_caller(&co.baton).is_err() {
             forced_unwind(co);
@@ -699,9 +702,13 @@ pub fn current() -> Option<CoroutineRef> {
     if ptr.is_null() {
         return None;
     }
-    // SAFETY: as in `yield_now`: the pointee is owned by the running coroutine's entry frame.
-    let co = unsafe { &*ptr };
-    Some(CoroutineRef { co: co.clone() })
+    // SAFETY: as in `yield_now`, the pointee is alive; `ptr` is `Arc::as_ptr` of an `Arc<Control>`, so it may
+    // be counted and turned into one more.
+    let co = unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    };
+    Some(CoroutineRef { co })
 }
 
 /// The owner drops a coroutine: a suspended one is unwound (its stack's destructors run) and its thread freed;

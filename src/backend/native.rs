@@ -122,8 +122,8 @@ fn new_thread_token() -> u64 {
 /// `co` comes from `Arc::as_ptr` of the coroutine's own `Arc<Control>`, held by the resumer for the whole
 /// resume, and the coroutine's context is native.
 unsafe fn run_entry(yielder: &Yielder<*const Control, ()>, co: *const Control, entry: impl Entry) {
-    // The coroutine's own `Arc<Control>`, which `CURRENT` points at while it runs: a copy of the pointer that
-    // owns no reference (never dropped). It is used only while the coroutine runs, that is inside a `resume`,
+    // The coroutine's own `Arc<Control>`, for the entry: a copy of the pointer that owns no reference (never
+    // dropped). It is used only while the coroutine runs, that is inside a `resume`,
     // whose caller holds a reference for the whole call; so no count is needed (two fewer atomic operations per
     // lifecycle), and the stack holds no reference to its own `Control` (no cycle: a suspended coroutine whose
     // owner was leaked does not keep its `Control` alive).
@@ -201,9 +201,8 @@ impl NativeContext {
 #[cfg(unix)]
 fn running_guard() -> usize {
     let current = crate::coroutine::current_raw();
-    // SAFETY: a non-null `CURRENT` points at the `Arc<Control>` of the coroutine running on this thread, which
-    // its entry frame (or, between a switch back and the enterer's restoring `CURRENT`, the enterer) keeps
-    // alive.
+    // SAFETY: a non-null `CURRENT` points at the control block of the coroutine running on this thread, which
+    // its resumer keeps alive (also between a switch back and its restoring `CURRENT`).
     match unsafe { current.as_ref() }.map(|co| &co.context) {
         Some(super::Context::Native(context)) => context.guard.get(),
         _ => 0,
