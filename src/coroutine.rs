@@ -37,7 +37,8 @@ pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread ot
 
 crate::sync::thread_local! {
     /// The coroutine running on this thread: its control block (`Arc::as_ptr` of an `Arc<Control>`), null
-    /// outside coroutines. Set at a coroutine's start and after each of its resumptions, restored by an enterer
+    /// outside coroutines. Set by a coroutine's first frame when it starts on a thread of its own, or by the
+    /// enterer just before it switches stacks to a coroutine that runs on its thread; restored by an enterer
     /// when the coroutine it entered gives control back. While a coroutine is current, a reference keeps its
     /// control block alive: its entry frame's on the thread backend, the resumer's (held for the whole resume)
     /// on the native one.
@@ -49,10 +50,11 @@ fn current_ptr() -> *const Control {
     CURRENT.with(|c| c.get())
 }
 
-/// The coroutine running on this thread, as a raw pointer (null outside coroutines), for the native backend's
-/// stack overflow handler: one load of a thread-local that has no destructor, so it is safe in a signal handler.
-/// The pointee is alive while the coroutine runs (see `CURRENT`).
-#[cfg(all(feature = "native", unix))]
+/// The coroutine running on this thread, as a raw pointer (null outside coroutines), for the native backend:
+/// its coroutines find themselves here when they start, and its stack overflow handler reads it (one load of a
+/// thread-local that has no destructor, so it is safe in a signal handler). The pointee is alive while the
+/// coroutine runs (see `CURRENT`).
+#[cfg(feature = "native")]
 pub(crate) fn current_raw() -> *const Control {
     current_ptr()
 }
@@ -596,16 +598,24 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
         co.out.with_mut(|slot| unsafe { *slot = out });
     }
     let caller = current_ptr();
-    // The NESTED hint only matters to an enterer that waits on another thread.
-    // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's control block, alive
-    // while it runs, that is for this whole call.
-    let outer = unsafe { caller.as_ref() }.filter(|outer| outer.context.enterer_waits());
-    if let Some(outer) = outer {
+    // The NESTED hint only matters to an enterer that waits on another thread. (Looked up again afterwards
+    // rather than kept across the switch: one value less to save around it.)
+    let outer = || {
+        // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's control block, alive
+        // while it runs, that is for this whole call.
+        unsafe { caller.as_ref() }.filter(|outer| outer.context.enterer_waits())
+    };
+    if let Some(outer) = outer() {
         outer.baton.set_nested(true);
+    }
+    if !C::CLAIM_STARTS {
+        // The coroutine runs on this thread: it is current from the switch on (and finds itself there when it
+        // first starts).
+        set_current(Arc::as_ptr(co));
     }
     let phase = ctx.resume(co);
     set_current(caller);
-    if let Some(outer) = outer {
+    if let Some(outer) = outer() {
         outer.baton.set_nested(false);
     }
     if phase == Phase::Finished {
@@ -659,7 +669,8 @@ pub fn yield_now() {
         }
         ctx.suspend(co);
     });
-    set_current(ptr);
+    // `CURRENT` is `co` again: on a thread of its own nobody else changed it, and on the enterer's thread the
+    // enterer set it before switching back in.
     if co.baton.is_cancelled() {
         forced_unwind(co);
     }
@@ -758,6 +769,9 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         co.out.with_mut(|slot| unsafe { *slot = Out::NONE });
     }
     let caller = current_ptr();
+    if !C::CLAIM_STARTS {
+        set_current(Arc::as_ptr(co));
+    }
     let phase = ctx.resume(co);
     set_current(caller);
     debug_assert_eq!(phase, Phase::Finished);

@@ -38,9 +38,9 @@ use crate::sync::Arc;
 mod overflow;
 pub(crate) mod stacks;
 
-/// The corosensei coroutine that runs one of ours. Each resume passes the coroutine's `Control` (used by the
-/// first one); nothing else goes in or out (values go through `coroutine.rs`).
-type Switch = corosensei::Coroutine<*const Control, (), (), DefaultStack>;
+/// The corosensei coroutine that runs one of ours: nothing goes in or out (values go through `coroutine.rs`;
+/// the coroutine finds its `Control` in `CURRENT` when it starts).
+type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 
 /// A native context. See the module documentation.
 ///
@@ -63,7 +63,7 @@ pub(crate) struct NativeContext {
     /// reused with another stack).
     #[cfg_attr(not(unix), allow(dead_code))]
     guard: Cell<usize>,
-    yielder: Cell<*const Yielder<*const Control, ()>>,
+    yielder: Cell<*const Yielder<(), ()>>,
     state: UnsafeCell<State>,
 }
 
@@ -119,16 +119,17 @@ fn new_thread_token() -> u64 {
 /// The first frame of a native coroutine's stack: records the `Yielder`, then runs the entry.
 ///
 /// # Safety
-/// `co` comes from `Arc::as_ptr` of the coroutine's own `Arc<Control>`, held by the resumer for the whole
-/// resume, and the coroutine's context is native.
-unsafe fn run_entry(yielder: &Yielder<*const Control, ()>, co: *const Control, entry: impl Entry) {
+/// Called as the first resume's switch lands: `CURRENT` is this coroutine's control block (`coroutine.rs` sets
+/// it before every native resume), which the resumer keeps alive for the whole resume.
+unsafe fn run_entry(yielder: &Yielder<(), ()>, entry: impl Entry) {
+    let co = crate::coroutine::current_raw();
     // The coroutine's own `Arc<Control>`, for the entry: a copy of the pointer that owns no reference (never
     // dropped). It is used only while the coroutine runs, that is inside a `resume`,
     // whose caller holds a reference for the whole call; so no count is needed (two fewer atomic operations per
     // lifecycle), and the stack holds no reference to its own `Control` (no cycle: a suspended coroutine whose
     // owner was leaked does not keep its `Control` alive).
-    // SAFETY: `co` is `Arc::as_ptr` of a live `Arc` (the caller's promise), a valid argument for
-    // `Arc::from_raw`; `ManuallyDrop` makes sure it never gives back a reference it did not take.
+    // SAFETY: `co` is `Arc::as_ptr` of a live `Arc` (the caller's promise and `CURRENT`'s invariant), a valid
+    // argument for `Arc::from_raw`; `ManuallyDrop` makes sure it never gives back a reference it did not take.
     let own = mem::ManuallyDrop::new(unsafe { Arc::from_raw(co) });
     let super::Context::Native(context) = &own.context else {
         unreachable!("cothread: a native stack runs a coroutine of another backend");
@@ -234,6 +235,10 @@ impl ContextOps for NativeContext {
     #[inline]
     fn resume(&self, co: &Arc<Control>) -> Phase {
         debug_assert_eq!(self.home.load(Ordering::Relaxed), thread_token());
+        debug_assert!(std::ptr::eq(
+            crate::coroutine::current_raw(),
+            Arc::as_ptr(co)
+        ));
         // SAFETY: the caller holds the baton (so no other enterer is in here) and runs on the home thread
         // (`runs_here` was checked before the claim), so this is the only reference to `state`. The coroutine
         // that runs during the switch below touches only `yielder`, never `state`: entering itself fails the
@@ -244,7 +249,7 @@ impl ContextOps for NativeContext {
         };
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
-        match running.resume(Arc::as_ptr(co)) {
+        match running.resume(()) {
             // `yield_local` has made the baton `Idle` already.
             CoroutineResult::Yield(()) => Phase::Yielded,
             CoroutineResult::Return(()) => self.finished(state, &co.baton),
@@ -297,10 +302,9 @@ impl ContextOps for NativeContext {
 /// A switch that runs `entry` on `stack` when first resumed. The entry is moved onto the stack itself (no
 /// allocation).
 fn new_switch(stack: DefaultStack, entry: impl Entry) -> Switch {
-    let body = move |yielder: &Yielder<*const Control, ()>, co: *const Control| {
-        // SAFETY: every resume passes `Arc::as_ptr` of the resumer's `Arc<Control>` of this coroutine (see
-        // `resume`), which is native.
-        unsafe { run_entry(yielder, co, entry) }
+    let body = move |yielder: &Yielder<(), ()>, ()| {
+        // SAFETY: this runs as the first resume lands, with `CURRENT` set to this coroutine (see `resume`).
+        unsafe { run_entry(yielder, entry) }
     };
     corosensei::Coroutine::with_stack(stack, body)
 }
