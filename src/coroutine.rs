@@ -598,12 +598,14 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
         co.out.with_mut(|slot| unsafe { *slot = out });
     }
     let caller = current_ptr();
-    // The NESTED hint only matters to an enterer that waits on another thread. (Looked up again afterwards
-    // rather than kept across the switch: one value less to save around it.)
+    // The NESTED hint tells the enterer of a thread-backed caller, which waits on another thread, that its
+    // coroutine now waits too, for a coroutine on a thread of its own (`CLAIM_STARTS`). A coroutine that runs
+    // on the caller's thread is, to that enterer, just more of the caller running: no hint. (Looked up again
+    // afterwards rather than kept across the switch: one value less to save around it.)
     let outer = || {
         // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's control block, alive
         // while it runs, that is for this whole call.
-        unsafe { caller.as_ref() }.filter(|outer| outer.context.enterer_waits())
+        unsafe { caller.as_ref() }.filter(|outer| C::CLAIM_STARTS && outer.context.enterer_waits())
     };
     if let Some(outer) = outer() {
         outer.baton.set_nested(true);
@@ -618,10 +620,13 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
     if let Some(outer) = outer() {
         outer.baton.set_nested(false);
     }
-    if phase == Phase::Finished {
-        resume_panic(co);
+    match phase {
+        Phase::Finished => {
+            resume_panic(co);
+            Phase::Finished
+        }
+        _ => Phase::Yielded,
     }
-    phase
 }
 
 /// After a coroutine finished in the run that the caller entered: resumes the body's panic, if it panicked.
