@@ -17,8 +17,9 @@
 //! - At most one thread waits on a baton at a time: the enterer waits while the phase is `Running`, the
 //!   coroutine waits while it is not, and only one of them runs.
 //! - `CANCEL` is sticky: once set (the owner dropped the coroutine) the coroutine never yields again.
-//! - `NESTED` is set only while `Running`, by the coroutine, around its own enter of another coroutine; it is
-//!   a hint (stop spinning), never a condition anybody waits for.
+//! - `NESTED` is set only while `Running`, by the coroutine, around its own enter of a coroutine that runs on a
+//!   thread of its own (the coroutine then waits too); it is a hint (stop spinning), never a condition anybody
+//!   waits for.
 //!
 //! Code under `cfg(cothread_planted_bug = "...")` is deliberately broken: `loom-tests/` builds with one such
 //! bug at a time to show that its models catch it (see `loom-tests/README.md`). Normal builds contain none.
