@@ -208,9 +208,9 @@ impl<R> Resume<R> {
 pub struct Coroutine<R = ()> {
     /// Taken out by `drop`, which may keep the block for reuse.
     co: ManuallyDrop<Arc<Control>>,
-    /// The value the body returns lives in `co`'s body; this gives `Coroutine<R>` the auto traits it would have
-    /// if it held that value behind a lock (`Send` and `Sync` when `R: Send`: a shared `&Coroutine` never
-    /// reaches the value).
+    /// The value the body returns reaches the owner through `co` (the owner's slot, or the stash); this gives
+    /// `Coroutine<R>` the auto traits it would have if it held that value behind a lock (`Send` and `Sync` when
+    /// `R: Send`: a shared `&Coroutine` never reaches the value).
     value: PhantomData<Mutex<R>>,
 }
 

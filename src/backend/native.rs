@@ -46,7 +46,8 @@ type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 ///
 /// Invariants:
 /// - `home` is [`UNBOUND`] until the first [`runs_here`](NativeContext::runs_here), then the [`thread_token`]
-///   of the thread bound; it never changes again.
+///   of the thread bound; it changes again only when a finished context is reused for a new coroutine
+///   ([`reuse`](NativeContext::reuse), which unbinds it).
 /// - `state` is `Live` until the coroutine finishes (or is discarded unstarted), then `Done`: its stack has
 ///   gone back to the pool, before the enterer got control back. Until the first resume, the entry waits on the
 ///   stack, unrun. `state` is touched only with the baton held on the home thread
