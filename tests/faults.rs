@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cothread::{Builder, Coroutine, Resume, current, yield_now};
 
-use common::message;
+use common::{DropFlag, message};
 
 #[test]
 fn yield_outside_a_coroutine_panics() {
@@ -89,15 +89,6 @@ fn a_nested_panic_reaches_the_immediate_caller_first() {
         outer.enter().into_returned().unwrap(),
         "caught: inner failed"
     );
-}
-
-/// Sets a flag when dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[test]

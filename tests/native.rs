@@ -36,21 +36,12 @@ mod native_backend {
 
     use cothread::{Coroutine, CoroutineRef, Resume, current, yield_now};
 
-    use super::common::message;
+    use super::common::{DropFlag, message};
 
     const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
     fn thread() -> Builder {
         Builder::new().backend(Backend::Thread)
-    }
-
-    /// Sets a flag when dropped.
-    struct DropFlag(Arc<AtomicBool>);
-
-    impl Drop for DropFlag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
     }
 
     #[test]

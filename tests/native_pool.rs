@@ -10,6 +10,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
+mod common;
+
+use common::drop_flag;
 use cothread::{Backend, Builder, Coroutine, Resume, current, pool, yield_now};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -207,20 +210,6 @@ fn a_chain_of_200_nested_coroutines_gives_its_stacks_back() {
     });
 }
 
-/// Sets its flag when dropped.
-struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-fn flag() -> (DropFlag, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let set = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    (DropFlag(set.clone()), set)
-}
-
 /// A finished coroutine that its owner drops with nothing else referring to it is reused whole (its control
 /// block) by the next one created on the thread. Nothing of the old one shows through, whichever way it ended:
 /// each gets its own id and a fresh phase, and whatever the old one held is dropped when its owner drops it.
@@ -245,7 +234,7 @@ fn a_reused_coroutine_starts_clean() {
                     assert!(co.is_finished());
                 }
                 2 => {
-                    let (held, dropped) = flag();
+                    let (held, dropped) = drop_flag();
                     let mut co = native()
                         .spawn(move || {
                             let _held = held;
@@ -259,7 +248,7 @@ fn a_reused_coroutine_starts_clean() {
                     assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
                 }
                 3 => {
-                    let (held, dropped) = flag();
+                    let (held, dropped) = drop_flag();
                     let co = native()
                         .spawn(move || {
                             drop(held);
@@ -272,7 +261,7 @@ fn a_reused_coroutine_starts_clean() {
                 }
                 _ => {
                     // Finished by a handle: the value waits for the owner, who drops it untaken.
-                    let (value, dropped) = flag();
+                    let (value, dropped) = drop_flag();
                     let co = native().spawn(move || value).unwrap();
                     assert!(ids.insert(co.handle().id()));
                     assert_eq!(co.handle().enter(), Resume::Returned(()));

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 /// The message of a caught panic payload (`&str` or `String`).
+#[allow(dead_code)] // not every test binary uses it
 pub fn message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
@@ -9,4 +10,21 @@ pub fn message(payload: Box<dyn std::any::Any + Send>) -> String {
     } else {
         "<non-string payload>".to_string()
     }
+}
+
+/// Sets its flag when dropped: shows that a destructor ran (or has not yet).
+#[allow(dead_code)] // not every test binary uses it
+pub struct DropFlag(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A [`DropFlag`] and the flag it sets, to read afterwards.
+#[allow(dead_code)] // not every test binary uses it
+pub fn drop_flag() -> (DropFlag, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let set = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (DropFlag(set.clone()), set)
 }
