@@ -281,10 +281,8 @@ impl ContextOps for NativeContext {
         // running (it would hold the baton otherwise).
         let state = unsafe { &mut *self.state.get() };
         match mem::replace(state, State::Done) {
-            State::Live(mut unstarted) if !unstarted.started() => {
-                // Drops the entry in place (corosensei does not switch to the stack for that).
-                unstarted.force_unwind();
-                stacks::give_back(self.size, unstarted.into_stack());
+            State::Live(unstarted) if !unstarted.started() => {
+                discard(self.size, unstarted);
                 true
             }
             other => {
@@ -310,14 +308,17 @@ fn new_switch(stack: DefaultStack, entry: impl Entry) -> Switch {
     corosensei::Coroutine::with_stack(stack, body)
 }
 
+/// Drops the entry of a switch that never started, in place (corosensei does not switch to the stack for
+/// that), and gives the stack of bucket `size` back.
+fn discard(size: usize, mut unstarted: Switch) {
+    unstarted.force_unwind();
+    stacks::give_back(size, unstarted.into_stack());
+}
+
 impl Drop for NativeContext {
     fn drop(&mut self) {
         match mem::replace(self.state.get_mut(), State::Done) {
-            State::Live(mut unstarted) if !unstarted.started() => {
-                // Drops the entry in place (corosensei does not switch to the stack for that).
-                unstarted.force_unwind();
-                stacks::give_back(self.size, unstarted.into_stack());
-            }
+            State::Live(unstarted) if !unstarted.started() => discard(self.size, unstarted),
             State::Live(done) if done.done() => stacks::give_back(self.size, done.into_stack()),
             // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another thread):
             // it can only be unwound on its home thread, and this may not be it. Leak it rather than let
