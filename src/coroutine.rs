@@ -18,7 +18,7 @@ use std::panic::{self, AssertUnwindSafe};
 use crate::backend::{Backend, Context, ContextOps, with_context};
 use crate::baton::{Baton, Phase};
 use crate::pool::Spec;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, thread};
 
@@ -71,12 +71,23 @@ struct ForcedUnwind;
 /// A panic's payload.
 type Payload = Box<dyn Any + Send>;
 
+/// `Control::unwinding`: no forced unwind raised.
+const NOT_UNWINDING: u8 = 0;
+/// `Control::unwinding`: `yield_now` raised our [`ForcedUnwind`].
+const UNWINDING: u8 = 1;
+/// `Control::unwinding`: the backend unwinds the stack with a payload of its own, which the entry frame lets
+/// pass to the backend's root frame.
+const BACKEND_UNWINDING: u8 = 2;
+
 /// A coroutine's control block: one allocation per coroutine. The body itself is not here: the backend keeps it
 /// until it runs (on the native stack, or in the thread backend's start message).
 ///
 /// Invariants:
 /// - `baton` is the only record of the coroutine's phase;
-/// - `unwinding` is set once the forced unwind has been raised; only the coroutine itself touches it;
+/// - `unwinding` leaves [`NOT_UNWINDING`] once the forced unwind has been raised: [`UNWINDING`] when `yield_now`
+///   raised ours, [`BACKEND_UNWINDING`] when the backend unwinds the stack its own way
+///   ([`ContextOps::unwind`]: corosensei's forced unwind on the native backend). Touched only by the coroutine
+///   and, on the native backend, by its dropper on the same thread just before the unwind;
 /// - `out` is written only where the claim does not itself start the coroutine
 ///   ([`ContextOps::CLAIM_STARTS`] false: the native backend), by each enterer after its claim succeeds and
 ///   before it resumes the coroutine: the owner's own slot for the value (an `Option<R>` of the owner's `R`)
@@ -96,7 +107,7 @@ pub(crate) struct Control {
     /// Changes only when the block is reused whole for a new coroutine (native spares).
     id: AtomicU64,
     name: Option<String>,
-    unwinding: AtomicBool,
+    unwinding: AtomicU8,
     out: UnsafeCell<Out>,
     stash: UnsafeCell<Option<Box<dyn Value>>>,
     panic: UnsafeCell<Option<Payload>>,
@@ -306,7 +317,7 @@ impl Builder {
             context,
             id: AtomicU64::new(next_id()),
             name: self.spec.name,
-            unwinding: AtomicBool::new(false),
+            unwinding: AtomicU8::new(NOT_UNWINDING),
             out: UnsafeCell::new(Out::NONE),
             stash: UnsafeCell::new(None),
             panic: UnsafeCell::new(None),
@@ -319,6 +330,14 @@ impl Builder {
 }
 
 impl Control {
+    /// Called by a backend's [`ContextOps::unwind`] on the coroutine's thread, just before it unwinds the
+    /// suspended stack with a payload of its own: the entry frame lets that payload pass on to the backend, and a
+    /// `yield_now` during the unwind panics.
+    #[cfg(feature = "native")]
+    pub(crate) fn unwind_by_backend(&self) {
+        self.unwinding.store(BACKEND_UNWINDING, Ordering::Relaxed);
+    }
+
     /// Readies the control block of a finished native coroutine, about to become a spare, for a new coroutine
     /// (which gives it a new id): phase `Idle`, and nothing left of the last body (a value its owner never
     /// took is dropped now, as it would have been with the block).
@@ -328,7 +347,7 @@ impl Control {
     #[cfg(feature = "native")]
     pub(crate) unsafe fn renew(&self) {
         self.baton.reset_local();
-        self.unwinding.store(false, Ordering::Relaxed);
+        self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
         // SAFETY: the caller holds the only reference: nobody else touches the cells.
         unsafe {
             self.out.with_mut(|out| *out = Out::NONE);
@@ -360,6 +379,10 @@ where
             });
         }
         Err(payload) if payload.is::<ForcedUnwind>() => {}
+        // The backend's own forced unwind (or a panic raised during it), for the backend's root frame to sort out.
+        Err(payload) if co.unwinding.load(Ordering::Relaxed) == BACKEND_UNWINDING => {
+            panic::resume_unwind(payload)
+        }
         // SAFETY: the payload is the coroutine's to write until it finishes.
         Err(payload) => co.panic.with_mut(|p| unsafe { *p = Some(payload) }),
     }
@@ -672,13 +695,12 @@ pub fn yield_now() {
         if ctx.yield_to_caller(&co.baton).is_err() {
             forced_unwind(co);
         }
-        ctx.suspend(co);
+        // `CURRENT` is `co` again when this returns: on a thread of its own nobody else changed it, and on the
+        // enterer's thread the enterer set it before switching back in.
+        if ctx.suspend(co).is_err() {
+            forced_unwind(co);
+        }
     });
-    // `CURRENT` is `co` again: on a thread of its own nobody else changed it, and on the enterer's thread the
-    // enterer set it before switching back in.
-    if co.baton.is_cancelled() {
-        forced_unwind(co);
-    }
 }
 
 #[cold]
@@ -689,7 +711,7 @@ fn yield_outside() -> ! {
 /// Unwinds a coroutine whose owner dropped it, back to its entry frame.
 #[cold]
 fn forced_unwind(co: &Control) -> ! {
-    if co.unwinding.swap(true, Ordering::Relaxed) {
+    if co.unwinding.swap(UNWINDING, Ordering::Relaxed) != NOT_UNWINDING {
         panic!("{YIELD_WHILE_DROPPED}");
     }
     panic::resume_unwind(Box::new(ForcedUnwind));
@@ -777,11 +799,14 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
     if !C::CLAIM_STARTS {
         set_current(Arc::as_ptr(co));
     }
-    let phase = ctx.resume(co);
+    // A panic that escapes the backend's own unwind (one raised during it) comes out of `unwind` itself; one
+    // that the body caught and stored, from the panic cell.
+    let ended = panic::catch_unwind(AssertUnwindSafe(|| ctx.unwind(co)));
     set_current(caller);
-    debug_assert_eq!(phase, Phase::Finished);
+    debug_assert!(matches!(ended, Ok(Phase::Finished)) || (ended.is_err() && !C::CLAIM_STARTS));
     // SAFETY: we are the enterer that got control back from the run in which the body ended.
-    if let Some(payload) = co.panic.with_mut(|p| unsafe { (*p).take() }) {
+    let stored = || co.panic.with_mut(|p| unsafe { (*p).take() });
+    if let Some(payload) = ended.err().or_else(stored) {
         if std::thread::panicking() {
             // Already unwinding: a second panic would abort. Report and go on.
             eprintln!("cothread: a coroutine panicked while being dropped during a panic");

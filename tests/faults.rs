@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use cothread::{Builder, Coroutine, Resume, current, yield_now};
+use cothread::{Builder, Coroutine, Resume, current, in_coroutine, yield_now};
 
 use common::{DropFlag, message};
 
@@ -167,6 +167,19 @@ fn catching_the_forced_unwind_and_yielding_again_fails_loudly() {
         message(err),
         "a coroutine being dropped caught its forced unwind and yielded again"
     );
+}
+
+#[test]
+fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper() {
+    let mut co = Coroutine::new(|| {
+        let caught = catch_unwind(yield_now);
+        assert!(caught.is_err(), "the drop unwinds the yield");
+        assert!(in_coroutine(), "the unwind runs inside the coroutine");
+        panic!("raised while being dropped");
+    });
+    assert_eq!(co.enter(), Resume::Yielded);
+    let err = catch_unwind(AssertUnwindSafe(move || drop(co))).unwrap_err();
+    assert_eq!(message(err), "raised while being dropped");
 }
 
 #[test]

@@ -40,11 +40,21 @@ pub(crate) trait ContextOps: Sized {
     /// Runs the coroutine `co` (whose context is `self`) until it yields or terminates. The caller has claimed
     /// the baton. Returns [`Phase::Yielded`] or [`Phase::Finished`], with control taken back.
     fn resume(&self, co: &Arc<Control>) -> Phase;
-    /// Called by the coroutine after the baton says it yielded: returns when it is entered again.
-    fn suspend(&self, co: &Control);
+    /// Called by the coroutine after the baton says it yielded: returns when it is entered again, `Err` if it
+    /// was entered only to unwind (its owner dropped it) and must raise the forced unwind itself.
+    fn suspend(&self, co: &Control) -> Result<(), Cancelled>;
     /// Called by an enterer holding the baton: if the coroutine never ran, drops its entry unrun, frees what its
     /// context holds and returns true.
     fn discard_unstarted(&self) -> bool;
+    /// Called by the owner's drop, holding the baton of a suspended coroutine that it cancelled: unwinds the
+    /// coroutine's stack back to its entry and returns [`Phase::Finished`]. By default the coroutine is resumed
+    /// and unwinds itself ([`suspend`](ContextOps::suspend) returns `Err`); a backend that can raise the unwind
+    /// into a suspended stack by itself does that instead, so that `suspend` has nothing to check. A panic
+    /// raised during the unwind may come out of this call.
+    #[inline]
+    fn unwind(&self, co: &Arc<Control>) -> Phase {
+        self.resume(co)
+    }
     /// The enterer's `Idle -> Running` ([`Baton::claim`]); a backend whose batons only one thread writes uses
     /// the cheaper one-writer transitions.
     #[inline]

@@ -23,6 +23,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use corosensei::stack::DefaultStack;
@@ -268,12 +269,34 @@ impl ContextOps for NativeContext {
     }
 
     #[inline]
-    fn suspend(&self, _co: &Control) {
+    fn suspend(&self, _co: &Control) -> Result<(), Cancelled> {
         let yielder = self.yielder.get();
         debug_assert!(!yielder.is_null());
         // SAFETY: `suspend` is called by the running coroutine (from `yield_now`), so its first frame, which
         // holds the `Yielder` that `yielder` points at, is live below us on this stack.
         unsafe { (*yielder).suspend(()) };
+        // A dropped coroutine is never resumed to unwind itself: `unwind` raises corosensei's forced unwind out
+        // of the `suspend` above instead.
+        Ok(())
+    }
+
+    /// Unwinds the suspended stack with corosensei's forced unwind, raised out of the coroutine's `suspend`
+    /// (whose check for it corosensei makes on every resume anyway), then gives the stack back.
+    fn unwind(&self, co: &Arc<Control>) -> Phase {
+        // SAFETY: as in `resume`: the caller holds the baton on the home thread.
+        let state = unsafe { &mut *self.state.get() };
+        let State::Live(suspended) = state else {
+            unreachable!("cothread: unwinding a finished native coroutine");
+        };
+        co.unwind_by_backend();
+        // corosensei re-raises here a panic raised during the unwind (the coroutine's entry frame passes every
+        // payload on while the backend unwinds); the stack is given back and the baton finished either way.
+        let escaped = panic::catch_unwind(AssertUnwindSafe(|| suspended.force_unwind()));
+        let phase = self.finished(state, &co.baton);
+        if let Err(payload) = escaped {
+            panic::resume_unwind(payload);
+        }
+        phase
     }
 
     fn discard_unstarted(&self) -> bool {

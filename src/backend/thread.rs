@@ -5,7 +5,7 @@
 use std::io;
 
 use super::{ContextOps, Entry};
-use crate::baton::Phase;
+use crate::baton::{Cancelled, Phase};
 use crate::coroutine::Control;
 use crate::pool::{self, Spec, Task, Worker};
 use crate::sync::atomic::{AtomicBool, Ordering};
@@ -63,8 +63,12 @@ impl ContextOps for ThreadContext {
         co.baton.wait_for_caller()
     }
 
-    fn suspend(&self, co: &Control) {
+    fn suspend(&self, co: &Control) -> Result<(), Cancelled> {
         co.baton.wait_for_coroutine();
+        if co.baton.is_cancelled() {
+            return Err(Cancelled);
+        }
+        Ok(())
     }
 
     fn discard_unstarted(&self) -> bool {

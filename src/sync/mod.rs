@@ -15,7 +15,7 @@ mod imp {
 
     pub(crate) mod atomic {
         pub(crate) use std::sync::atomic::{
-            AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+            AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
         };
     }
 
@@ -123,7 +123,9 @@ mod imp {
     }
 
     pub(crate) mod atomic {
-        pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use loom::sync::atomic::{
+            AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+        };
         pub(crate) use std::sync::atomic::Ordering;
     }
 
