@@ -69,7 +69,8 @@
 //! - A panic inside a coroutine reaches whoever entered it, with the original payload; the coroutine has then
 //!   finished.
 //! - Dropping a suspended coroutine unwinds its stack from the pending [`yield_now`] (a private payload that
-//!   the coroutine's first frame catches), so the destructors there run, and its thread goes back to the pool.
+//!   the coroutine's first frame catches; on the native backend, corosensei's forced unwind), so the destructors
+//!   there run, and its thread (or stack) goes back to the pool.
 //!   A body that catches that unwind and yields again gets a panic ("a coroutine being dropped caught its
 //!   forced unwind and yielded again"), which reaches the dropper. Under `panic = "abort"` nothing can unwind:
 //!   dropping a suspended coroutine then leaks it (its thread stays parked, its destructors never run).
