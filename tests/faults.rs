@@ -183,6 +183,24 @@ fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper() {
 }
 
 #[test]
+fn a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too() {
+    let (guard, dropped) = common::drop_flag();
+    let owner = catch_unwind(move || {
+        let mut co = Coroutine::new(move || {
+            let _guard = guard;
+            yield_now();
+        });
+        assert_eq!(co.enter(), Resume::Yielded);
+        panic!("the owner panics");
+    });
+    assert_eq!(message(owner.unwrap_err()), "the owner panics");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the stack's destructors ran"
+    );
+}
+
+#[test]
 fn builder_reports_an_impossible_thread_as_err() {
     // A name with a NUL byte is refused before any thread is made.
     let err = Builder::new().name("bad\0name").spawn(|| ()).unwrap_err();
