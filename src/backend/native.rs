@@ -53,8 +53,9 @@ type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 ///   gone back to the pool, before the enterer got control back. Until the first resume, the entry waits on the
 ///   stack, unrun. `state` is touched only with the baton held on the home thread
 ///   ([`resume`](NativeContext::resume), [`unwind`](NativeContext::unwind),
-///   [`discard_unstarted`](NativeContext::discard_unstarted)), or by whoever holds the only reference to the coroutine (`drop`, [`reuse`](NativeContext::reuse)); a started
-///   switch is only ever resumed on the home thread, and `drop` never resumes or unwinds it.
+///   [`discard_unstarted`](NativeContext::discard_unstarted)), or by whoever holds the only reference to the
+///   coroutine (`drop`, [`reuse`](NativeContext::reuse)); a started switch is only ever resumed on the home
+///   thread, and `drop` never resumes or unwinds it.
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
 ///   of the coroutine's stack; it is read only by the coroutine itself ([`suspend`](NativeContext::suspend)).
 pub(crate) struct NativeContext {
