@@ -370,18 +370,6 @@ impl Baton {
     #[inline]
     pub(crate) fn claim_local(&self) -> Result<(), Phase> {
         let cur = self.state.load(Ordering::Relaxed);
-        // The usual case, `Idle` and no flag, stores a constant.
-        if cur == IDLE {
-            self.state.store(RUNNING, Ordering::Release);
-            return Ok(());
-        }
-        self.claim_local_flagged(cur)
-    }
-
-    /// [`Baton::claim_local`] when the word `cur` is not a bare `Idle`: cancelled (the owner's drop claims to
-    /// unwind it), or not claimable.
-    #[cold]
-    fn claim_local_flagged(&self, cur: u32) -> Result<(), Phase> {
         if cur & PHASE_MASK != IDLE {
             return Err(phase_of(cur));
         }
