@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cothread::{Builder, Coroutine, Resume, current, in_coroutine, yield_now};
 
-use common::{DropFlag, message};
+use common::{DropFlag, drop_flag, message};
 
 #[test]
 fn yield_outside_a_coroutine_panics() {
@@ -184,7 +184,7 @@ fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper() {
 
 #[test]
 fn a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too() {
-    let (guard, dropped) = common::drop_flag();
+    let (guard, dropped) = drop_flag();
     let owner = catch_unwind(move || {
         let mut co = Coroutine::new(move || {
             let _guard = guard;

@@ -213,13 +213,19 @@ pub struct Pinned(libc::cpu_set_t);
 
 #[cfg(target_os = "linux")]
 impl Pinned {
-    /// The CPUs the calling thread may run on.
-    fn allowed() -> Vec<usize> {
+    /// The calling thread's CPU set.
+    fn affinity() -> libc::cpu_set_t {
         // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
         let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
         assert_eq!(rc, 0, "sched_getaffinity");
+        set
+    }
+
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<usize> {
+        let set = Pinned::affinity();
         (0..libc::CPU_SETSIZE as usize)
             // SAFETY: `c` is below CPU_SETSIZE, the number of CPUs a `cpu_set_t` holds.
             .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
@@ -238,12 +244,8 @@ impl Pinned {
 
     /// Pins the calling thread to `cpu`.
     pub fn to(cpu: usize) -> Pinned {
-        // SAFETY: as in `allowed`.
-        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as in `allowed`.
-        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old) };
-        assert_eq!(rc, 0, "sched_getaffinity");
-        // SAFETY: as in `allowed`.
+        let old = Pinned::affinity();
+        // SAFETY: as in `affinity`.
         let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `cpu` came from `allowed`, so it is below CPU_SETSIZE.
         unsafe { libc::CPU_SET(cpu, &mut one) };
