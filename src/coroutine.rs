@@ -345,6 +345,7 @@ impl Control {
     /// # Safety
     /// The caller holds the only reference to `self`.
     #[cfg(feature = "native")]
+    #[inline]
     pub(crate) unsafe fn renew(&self) {
         self.baton.reset_local();
         self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
@@ -757,13 +758,13 @@ fn drop_coroutine(co: &Arc<Control>) {
 }
 
 fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
+    if co.baton.phase() == Phase::Finished {
+        return; // nothing to cancel (and no atomic read-modify-write in every lifecycle)
+    }
     if !ctx.runs_here(co, true) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
         // so it is left as it is (leaked if suspended; a handle can still enter it there).
         return;
-    }
-    if co.baton.phase() == Phase::Finished {
-        return; // nothing to cancel (and no atomic read-modify-write in every lifecycle)
     }
     match co.baton.cancel() {
         Phase::Finished | Phase::Running => return,

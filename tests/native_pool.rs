@@ -91,6 +91,12 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
         for co in &mut cos {
             assert_eq!(co.enter(), Resume::Returned(()));
         }
+        assert_eq!(
+            pool::native_stats().idle,
+            0,
+            "a finished coroutine keeps its stack until it is dropped"
+        );
+        drop(cos);
         assert_eq!(pool::native_stats().idle, 4 + 1, "four shared, one hot");
     });
     assert_eq!(pool::native_stats().idle, 4);

@@ -22,7 +22,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::io;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,13 +49,15 @@ type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 /// - `home` is [`UNBOUND`] until the first [`runs_here`](NativeContext::runs_here), then the [`thread_token`]
 ///   of the thread bound; it changes again only when a finished context is reused for a new coroutine
 ///   ([`reuse`](NativeContext::reuse), which unbinds it).
-/// - `state` is `Live` until the coroutine finishes (or is discarded unstarted), then `Done`: its stack has
-///   gone back to the pool, before the enterer got control back. Until the first resume, the entry waits on the
-///   stack, unrun. `state` is touched only with the baton held on the home thread
-///   ([`resume`](NativeContext::resume), [`unwind`](NativeContext::unwind),
-///   [`discard_unstarted`](NativeContext::discard_unstarted)), or by whoever holds the only reference to the
-///   coroutine (`drop`, [`reuse`](NativeContext::reuse)); a started switch is only ever resumed on the home
-///   thread, and `drop` never resumes or unwinds it.
+/// - `switch` holds the coroutine's corosensei coroutine, on the context's stack, for the whole life of the
+///   context: unstarted (the entry waits on the stack, unrun), running, suspended or done (finished, unwound
+///   or discarded unstarted; the stack stays with it until the context is reused or dropped). It is touched
+///   only with the baton held on the home thread ([`resume`](NativeContext::resume),
+///   [`unwind`](NativeContext::unwind), [`discard_unstarted`](NativeContext::discard_unstarted)), or by
+///   whoever holds the only reference to the coroutine (`drop`, [`reuse`](NativeContext::reuse),
+///   [`into_stack`](NativeContext::into_stack)); a started switch is only ever resumed on the home thread, and
+///   `drop` never resumes or unwinds it. It is taken out of its `ManuallyDrop` only by `reuse` (which puts a new
+///   one in at once), `into_stack` and `drop` (which end the context).
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
 ///   of the coroutine's stack; it is read only by the coroutine itself ([`suspend`](NativeContext::suspend)).
 pub(crate) struct NativeContext {
@@ -67,23 +69,17 @@ pub(crate) struct NativeContext {
     #[cfg_attr(not(unix), allow(dead_code))]
     guard: Cell<usize>,
     yielder: Cell<*const Yielder<(), ()>>,
-    state: UnsafeCell<State>,
-}
-
-enum State {
-    /// The coroutine's switch: not started (its entry waits on the stack), running or suspended.
-    Live(Switch),
-    /// Finished or discarded unstarted: the stack has gone back to the pool.
-    Done,
+    switch: UnsafeCell<ManuallyDrop<Switch>>,
 }
 
 // SAFETY: `NativeContext` is shared through `Arc<Control>` by `CoroutineRef`s on any thread. Its non-`Sync`
-// parts are `state` and `yielder`, and both are used by one thread only: `state` by the home thread holding the
+// parts are `switch` and `yielder`, and both are used by one thread only: `switch` by the home thread holding the
 // baton (which one enterer at a time can hold) or by the holder of the only reference, `yielder` by the
 // coroutine, which runs only on the home thread. What may cross threads is what `drop` touches on whatever
 // thread drops the last reference: an unstarted switch, whose stack holds only the entry (which is `Send`) and
-// which `drop` drops in place without switching to the stack, or a started one that `drop` only forgets (moving
-// its bytes, running nothing on its stack and touching none of the values there). See `docs/native.md`.
+// which `drop` drops in place without switching to the stack, a done one (nothing left on its stack), or a
+// suspended one that `drop` only forgets (moving its bytes, running nothing on its stack and touching none of
+// the values there). See `docs/native.md`.
 unsafe impl Send for NativeContext {}
 // SAFETY: as for `Send`: every `&self` method that touches the non-`Sync` fields runs on the home thread only
 // (`runs_here` is checked before the baton is claimed, and `suspend` runs on the coroutine's own stack).
@@ -112,10 +108,14 @@ fn thread_token() -> u64 {
     }
 }
 
+/// Gives this thread its token: the first time a native coroutine is bound to it, so before any starts here.
+/// Also prepares the thread for the overflow report.
 #[cold]
 fn new_thread_token() -> u64 {
     let token = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
     THREAD_TOKEN.with(|t| t.set(token));
+    #[cfg(unix)]
+    overflow::prepare_thread();
     token
 }
 
@@ -143,8 +143,7 @@ unsafe fn run_entry(yielder: &Yielder<(), ()>, entry: impl Entry) {
 
 impl NativeContext {
     /// [`runs_here`](ContextOps::runs_here) when `home` is not this thread's token: binds an unbound context to
-    /// this thread (giving the thread a token first if it has none), and prepares the thread for the overflow
-    /// report.
+    /// this thread (giving the thread a token first if it has none, which prepares it for the overflow report).
     #[cold]
     fn bind(&self, co: &Arc<Control>, owner: bool) -> bool {
         let me = thread_token();
@@ -164,38 +163,48 @@ impl NativeContext {
                 .compare_exchange(UNBOUND, me, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         };
-        if bound {
-            #[cfg(unix)]
-            overflow::prepare_thread();
-            return true;
-        }
-        self.home.load(Ordering::Relaxed) == me
+        bound || self.home.load(Ordering::Relaxed) == me
     }
 
-    /// The body returned: the stack goes back to the pool before the enterer takes control back.
-    #[inline(never)]
-    fn finished(&self, state: &mut State, baton: &Baton) -> Phase {
-        if let State::Live(done) = mem::replace(state, State::Done) {
-            stacks::give_back(self.size, done.into_stack());
-        }
-        baton.finish_local();
-        Phase::Finished
-    }
-
-    /// Makes a finished context new, for `entry` on `stack` (of this context's bucket), unbound.
+    /// Makes a finished context new, for `entry` on the same stack, unbound.
     ///
     /// # Safety
     /// The caller holds the only reference to the coroutine whose context this is, and that coroutine has
-    /// finished.
-    unsafe fn reuse(&self, stack: DefaultStack, entry: impl Entry) {
-        // SAFETY: the caller holds the only reference: nobody else touches `state`.
-        let state = unsafe { &mut *self.state.get() };
-        debug_assert!(matches!(state, State::Done));
-        self.guard
-            .set(corosensei::stack::Stack::limit(&stack).get());
-        *state = State::Live(new_switch(stack, entry));
+    /// finished (its switch is done).
+    unsafe fn reuse(&self, entry: impl Entry) {
+        // SAFETY: the caller holds the only reference: nobody else touches `switch`.
+        let slot = unsafe { &mut *self.switch.get() };
+        debug_assert!(slot.done());
+        // Between taking the old switch out and putting the new one in, the slot holds a moved-out value that
+        // `drop` would use again, so an unwind there (none is expected: `into_stack` of a done switch and
+        // `with_stack` do not panic) aborts instead.
+        let abort = AbortOnUnwind;
+        // SAFETY: the old switch is taken out once, and the slot gets a new one before anything else can
+        // touch it (the guard sees to that).
+        let done = unsafe { ManuallyDrop::take(slot) };
+        *slot = ManuallyDrop::new(new_switch(done.into_stack(), entry));
+        mem::forget(abort);
         self.home.store(UNBOUND, Ordering::Relaxed);
         self.yielder.set(std::ptr::null());
+    }
+
+    /// Ends a finished context, keeping its stack.
+    fn into_stack(self) -> DefaultStack {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so the switch is taken out once; nothing else of a
+        // context needs dropping.
+        let done = unsafe { ManuallyDrop::take(this.switch.get_mut()) };
+        done.into_stack()
+    }
+}
+
+/// Aborts the process if dropped (see [`NativeContext::reuse`]).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("cothread: a panic while a native context was being reused");
+        std::process::abort();
     }
 }
 
@@ -231,7 +240,7 @@ impl ContextOps for NativeContext {
             size,
             guard: Cell::new(guard),
             yielder: Cell::new(std::ptr::null()),
-            state: UnsafeCell::new(State::Live(new_switch(stack, entry))),
+            switch: UnsafeCell::new(ManuallyDrop::new(new_switch(stack, entry))),
         })
     }
 
@@ -243,19 +252,21 @@ impl ContextOps for NativeContext {
             Arc::as_ptr(co)
         ));
         // SAFETY: the caller holds the baton (so no other enterer is in here) and runs on the home thread
-        // (`runs_here` was checked before the claim), so this is the only reference to `state`. The coroutine
-        // that runs during the switch below touches only `yielder`, never `state`: entering itself fails the
-        // claim, and dropping its owner from inside returns before touching the context.
-        let state = unsafe { &mut *self.state.get() };
-        let State::Live(running) = state else {
-            unreachable!("cothread: resuming a finished native coroutine");
-        };
+        // (`runs_here` was checked before the claim), so this is the only reference to `switch`. The coroutine
+        // that runs during the switch below touches only `yielder`, never `switch`: entering itself fails the
+        // claim, and dropping its owner from inside returns before touching the context. (A done switch is
+        // never resumed: its baton says `Finished`; corosensei would panic if it were.)
+        let running = unsafe { &mut *self.switch.get() };
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
         match running.resume(()) {
             // `yield_local` has made the baton `Idle` already.
             CoroutineResult::Yield(()) => Phase::Yielded,
-            CoroutineResult::Return(()) => self.finished(state, &co.baton),
+            // The stack stays with the context until it is reused or dropped.
+            CoroutineResult::Return(()) => {
+                co.baton.finish_local();
+                Phase::Finished
+            }
         }
     }
 
@@ -282,38 +293,31 @@ impl ContextOps for NativeContext {
     }
 
     /// Unwinds the suspended stack with corosensei's forced unwind, raised out of the coroutine's `suspend`
-    /// (whose check for it corosensei makes on every resume anyway), then gives the stack back.
+    /// (whose check for it corosensei makes on every resume anyway).
     fn unwind(&self, co: &Arc<Control>) -> Phase {
         // SAFETY: as in `resume`: the caller holds the baton on the home thread.
-        let state = unsafe { &mut *self.state.get() };
-        let State::Live(suspended) = state else {
-            unreachable!("cothread: unwinding a finished native coroutine");
-        };
+        let suspended = unsafe { &mut *self.switch.get() };
         co.unwind_by_backend();
         // corosensei re-raises here a panic raised during the unwind (the coroutine's entry frame passes every
-        // payload on while the backend unwinds); the stack is given back and the baton finished either way.
+        // payload on while the backend unwinds), after the switch is done; the baton is finished either way.
         let escaped = panic::catch_unwind(AssertUnwindSafe(|| suspended.force_unwind()));
-        let phase = self.finished(state, &co.baton);
+        co.baton.finish_local();
         if let Err(payload) = escaped {
             panic::resume_unwind(payload);
         }
-        phase
+        Phase::Finished
     }
 
     fn discard_unstarted(&self) -> bool {
         // SAFETY: as in `resume`: the caller holds the baton on the home thread, and the coroutine is not
         // running (it would hold the baton otherwise).
-        let state = unsafe { &mut *self.state.get() };
-        match mem::replace(state, State::Done) {
-            State::Live(unstarted) if !unstarted.started() => {
-                discard(self.size, unstarted);
-                true
-            }
-            other => {
-                *state = other;
-                false
-            }
+        let switch = unsafe { &mut *self.switch.get() };
+        if switch.started() {
+            return false;
         }
+        // Drops the entry in place (corosensei does not switch to the stack for that); the switch is done.
+        switch.force_unwind();
+        true
     }
 
     #[inline]
@@ -332,37 +336,29 @@ fn new_switch(stack: DefaultStack, entry: impl Entry) -> Switch {
     corosensei::Coroutine::with_stack(stack, body)
 }
 
-/// Drops the entry of a switch that never started, in place (corosensei does not switch to the stack for
-/// that), and gives the stack of bucket `size` back.
-fn discard(size: usize, mut unstarted: Switch) {
-    unstarted.force_unwind();
-    stacks::give_back(size, unstarted.into_stack());
-}
-
 impl Drop for NativeContext {
     fn drop(&mut self) {
-        match mem::replace(self.state.get_mut(), State::Done) {
-            State::Live(unstarted) if !unstarted.started() => discard(self.size, unstarted),
-            State::Live(done) if done.done() => stacks::give_back(self.size, done.into_stack()),
-            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another thread):
-            // it can only be unwound on its home thread, and this may not be it. Leak it rather than let
-            // corosensei's own drop unwind it here.
-            State::Live(suspended) => mem::forget(suspended),
-            State::Done => {}
+        // SAFETY: `drop` runs once and ends the context: the switch is taken out once.
+        let mut switch = unsafe { ManuallyDrop::take(self.switch.get_mut()) };
+        if !switch.started() {
+            // Drops the entry in place (corosensei does not switch to the stack for that).
+            switch.force_unwind();
+        }
+        if switch.done() {
+            stacks::give_back(self.size, switch.into_stack());
+        } else {
+            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another
+            // thread): it can only be unwound on its home thread, and this may not be it. Leak it rather than
+            // let corosensei's own drop unwind it here.
+            mem::forget(switch);
         }
     }
 }
 
-std::thread_local! {
-    /// This thread's spare: the control block of a finished native coroutine that its owner dropped here
-    /// while nothing else referred to it, kept for the next native coroutine created here (QEMU's pool keeps
-    /// whole `Coroutine` objects the same way). Its stack went back to the stack pool when it finished.
-    static SPARE: Cell<Option<Arc<Control>>> = const { Cell::new(None) };
-}
-
 /// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means): one that finished and
-/// that nothing else refers to becomes this thread's spare, for [`reuse_spare`] (unless pooling is off); any
-/// other is dropped.
+/// that nothing else refers to becomes, with its stack, this thread's spare (QEMU's pool keeps whole
+/// `Coroutine` objects the same way), for [`reuse_spare`] (with pooling off, [`stacks::keep_spare`] frees it);
+/// any other is dropped.
 pub(crate) fn retire(co: Arc<Control>) {
     let super::Context::Native(context) = &co.context else {
         return;
@@ -370,39 +366,43 @@ pub(crate) fn retire(co: Arc<Control>) {
     // No `Weak` is ever made of a control block, so a strong count of 1 means that ours is the only reference;
     // the fence makes what the other references' owners did before dropping them (their counts' `Release`
     // decrements) happen before what we do with it, as `Arc::get_mut` does.
-    if Arc::strong_count(&co) != 1 || crate::pool::max_idle() == 0 {
+    if Arc::strong_count(&co) != 1 {
         return;
     }
     std::sync::atomic::fence(Ordering::Acquire);
     // SAFETY: ours is the only reference (above).
-    if matches!(unsafe { &*context.state.get() }, State::Done) {
+    if unsafe { &*context.switch.get() }.done() {
         // SAFETY: as above.
         unsafe { co.renew() };
-        // During thread exit the slot is gone: `co` is dropped instead. A spare it displaces is dropped.
-        let mut slot = Some(co);
-        let _ = SPARE.try_with(|spare| drop(spare.replace(slot.take())));
+        stacks::keep_spare(context.size, co);
     }
 }
 
-/// A coroutine for `entry` made from this thread's spare, if it has one, with a stack of the size `spec` asks
-/// for from the stack pool: no allocation. The caller gives it a new id. `Err(entry)` if there is no spare (or no
-/// stack: the caller's ordinary path then reports why).
+/// A coroutine for `entry` made from this thread's spare, if it has one with a stack of the size `spec` asks
+/// for: no allocation, no stack from the pool. The caller gives it a new id. `Err(entry)` if there is none (the
+/// caller's ordinary path then makes one, or reports why it cannot).
 #[inline]
 pub(crate) fn reuse_spare<E: Entry>(spec: &Spec, entry: E) -> Result<Arc<Control>, E> {
-    let Some(co) = SPARE.try_with(Cell::take).ok().flatten() else {
+    let Ok(size) = stacks::bucket(spec.stack_size) else {
+        return Err(entry);
+    };
+    let Some(co) = stacks::take_spare(size) else {
         return Err(entry);
     };
     let super::Context::Native(context) = &co.context else {
         return Err(entry);
     };
-    // A spare of another stack size is dropped (its bucket is part of its context).
-    if stacks::bucket(spec.stack_size).ok() != Some(context.size) {
-        return Err(entry);
-    }
-    let Ok(stack) = stacks::take(context.size) else {
-        return Err(entry);
-    };
-    // SAFETY: a spare is held by nobody else (see `retire`) and has finished, and `SPARE` gave it to us.
-    unsafe { context.reuse(stack, entry) };
+    // SAFETY: a spare is held by nobody else (see `retire`) and has finished, and `take_spare` gave it to us.
+    unsafe { context.reuse(entry) };
     Ok(co)
+}
+
+/// The stack of a spare, whose control block is freed (for [`stacks`], when it needs the stack alone). `None`
+/// if it is somehow not a native spare held by nobody else (then it is dropped the ordinary way).
+pub(crate) fn spare_into_stack(co: Arc<Control>) -> Option<DefaultStack> {
+    let control = Arc::try_unwrap(co).ok()?;
+    match control.context {
+        super::Context::Native(context) => Some(context.into_stack()),
+        super::Context::Thread(_) => None,
+    }
 }

@@ -12,15 +12,13 @@
 //! The handler runs on the thread's alternate signal stack (the overflowed stack has no room). Threads made by
 //! `std` have one; [`prepare_thread`] gives one to any other thread before a native coroutine starts on it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_int, c_void, siginfo_t};
 
 std::thread_local! {
-    /// Whether this thread has been checked for an alternate signal stack.
-    static PREPARED: Cell<bool> = const { Cell::new(false) };
     /// An alternate signal stack this module made for this thread, freed when the thread exits.
     static ALT_STACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
 }
@@ -40,20 +38,11 @@ unsafe impl Send for Action {}
 // SAFETY: as above: read-only after it is set.
 unsafe impl Sync for Action {}
 
-/// Before the first native coroutine starts on this thread: installs the handler (once per process) and makes
-/// sure the thread has an alternate signal stack.
-#[inline]
+/// Before the first native coroutine starts on this thread (when the thread gets its token): installs the
+/// handler (once per process) and makes sure the thread has an alternate signal stack.
 pub(super) fn prepare_thread() {
-    if !PREPARED.with(Cell::get) {
-        prepare_thread_slow();
-    }
-}
-
-#[cold]
-fn prepare_thread_slow() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(install);
-    PREPARED.with(|p| p.set(true));
     // SAFETY: a zeroed `stack_t` is a valid value (null pointer, no flags, size 0), and `sigaltstack` with a
     // null new stack only reads this thread's current setting into it.
     let (queried, old) = unsafe {

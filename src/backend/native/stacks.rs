@@ -5,9 +5,16 @@
 //! create-enter-finish lifecycle keeps reusing one stack. Stacks are kept per usable size (a
 //! [`Builder::stack_size`](crate::Builder::stack_size) bucket).
 //!
+//! A finished coroutine keeps its stack until it is dropped (as any Rust value keeps its memory until then).
+//! When its owner drops it with nothing else referring to it, the control block and the stack stay together as
+//! the thread's *spare* ([`keep_spare`]), and the next native coroutine created on the thread takes both at
+//! once ([`take_spare`]): a pooled create-enter-finish-drop cycle never takes the stack apart from its
+//! coroutine. A stack that comes back on its own (its coroutine's last handle dropped it, or it never started)
+//! goes through [`give_back`].
+//!
 //! Two levels, as in QEMU (a per-thread pool in front of a global one):
-//! - each thread keeps the last stack that came back to it (its *hot* stack) for the next coroutine it
-//!   creates, with no lock and no atomic read-modify-write;
+//! - each thread keeps the last stack that came back to it, bare or in its spare (its *hot* stack), for the
+//!   next coroutine it creates, with no lock and no atomic read-modify-write;
 //! - the shared pool (a lock and a list, most recently idled first) takes the others, at most
 //!   [`pool::max_idle`](crate::pool::max_idle) of them (the thread pool's bound); a stack that comes back to
 //!   a full pool is unmapped, and lowering the bound unmaps the oldest surplus at once.
@@ -25,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::DefaultStack;
 
+use crate::coroutine::Control;
 use crate::pool::PoolStats;
 
 /// The default usable size of a native stack: 2 MiB, Rust's default for spawned threads (so code that fits on
@@ -82,13 +90,34 @@ fn shared() -> MutexGuard<'static, Shared> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A thread's hot stack and its counters; the stack is unmapped when the thread exits. Invariant:
-/// `hot_size` is the hot stack's bucket when `hot` holds one, 0 otherwise (no bucket is 0), and `counters.hot`
-/// says whether it does. Only this thread touches it, through `Cell`s (nothing is borrowed across a call).
+/// A thread's hot stack and its counters; the stack is unmapped when the thread exits. Only this thread
+/// touches it, through `Cell`s (nothing is borrowed across a call).
+///
+/// Invariants: at most one of `stack` and `spare` holds something (the hot stack, bare or in a spare);
+/// `hot_size` is its bucket, 0 when there is none (no bucket is 0); `counters.hot` says whether there is one.
+/// A spare is a finished native coroutine's control block that nothing else refers to, renewed for reuse, and
+/// holding its stack.
 struct Local {
     hot_size: Cell<usize>,
-    hot: Cell<Option<DefaultStack>>,
+    stack: Cell<Option<DefaultStack>>,
+    spare: Cell<Option<Arc<Control>>>,
     counters: Arc<ThreadCounters>,
+}
+
+/// What a thread kept: a bare stack or a spare.
+enum Hot {
+    Stack(DefaultStack),
+    Spare(Arc<Control>),
+}
+
+impl Hot {
+    /// The stack, out of its spare if need be (the spare's control block is freed).
+    fn into_stack(self) -> Option<DefaultStack> {
+        match self {
+            Hot::Stack(stack) => Some(stack),
+            Hot::Spare(co) => super::spare_into_stack(co),
+        }
+    }
 }
 
 impl Local {
@@ -97,29 +126,38 @@ impl Local {
         shared().threads.push(counters.clone());
         Local {
             hot_size: Cell::new(0),
-            hot: Cell::new(None),
+            stack: Cell::new(None),
+            spare: Cell::new(None),
             counters,
         }
     }
 
-    /// Takes the hot stack out, whatever its bucket.
-    fn take_hot(&self) -> Option<(usize, DefaultStack)> {
+    /// Takes the hot stack out, bare or in its spare, whatever its bucket.
+    fn take_hot(&self) -> Option<(usize, Hot)> {
         let size = self.hot_size.replace(0);
         self.counters.hot.store(0, Ordering::Relaxed);
-        self.hot.take().map(|stack| (size, stack))
+        match self.spare.take() {
+            Some(co) => Some((size, Hot::Spare(co))),
+            None => self.stack.take().map(|stack| (size, Hot::Stack(stack))),
+        }
     }
 
-    /// Makes `stack` (of bucket `size`) the hot stack; returns the one it displaces.
-    fn put_hot(&self, size: usize, stack: DefaultStack) -> Option<(usize, DefaultStack)> {
-        let old_size = self.hot_size.replace(size);
+    /// Makes `hot` (of bucket `size`) the hot stack; returns what it displaces.
+    fn put_hot(&self, size: usize, hot: Hot) -> Option<(usize, Hot)> {
+        let displaced = self.take_hot();
+        self.hot_size.set(size);
         self.counters.hot.store(1, Ordering::Relaxed);
-        self.hot.replace(Some(stack)).map(|old| (old_size, old))
+        match hot {
+            Hot::Stack(stack) => self.stack.set(Some(stack)),
+            Hot::Spare(co) => self.spare.set(Some(co)),
+        }
+        displaced
     }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some((_, stack)) = self.take_hot() {
+        if let Some(stack) = self.take_hot().and_then(|(_, hot)| hot.into_stack()) {
             free(stack);
         }
         let mut shared = shared();
@@ -169,14 +207,15 @@ fn bucket_of(size: usize) -> Option<usize> {
         .filter(|&size| size <= MAX_STACK_SIZE)
 }
 
-/// An idle stack of this bucket (this thread's hot stack first), or a new one (with a guard page below it).
+/// An idle stack of this bucket (this thread's hot stack first, out of its spare if need be), or a new one
+/// (with a guard page below it).
 #[inline]
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     let hot = LOCAL
         .try_with(|local| {
             if local.hot_size.get() == size && crate::pool::max_idle() > 0 {
                 local.counters.bump_reused();
-                local.take_hot().map(|(_, stack)| stack)
+                local.take_hot().and_then(|(_, hot)| hot.into_stack())
             } else {
                 None
             }
@@ -189,14 +228,40 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     }
 }
 
+/// This thread's spare, if it has one whose stack is of this bucket (and pooling is on): a finished
+/// coroutine's control block with its stack, for a new coroutine.
+#[inline]
+pub(crate) fn take_spare(size: usize) -> Option<Arc<Control>> {
+    LOCAL
+        .try_with(|local| {
+            if local.hot_size.get() != size || crate::pool::max_idle() == 0 {
+                return None;
+            }
+            let co = local.spare.take()?;
+            local.hot_size.set(0);
+            local.counters.hot.store(0, Ordering::Relaxed);
+            local.counters.bump_reused();
+            Some(co)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Unmaps this thread's hot stack, if it has one (pooling is off).
+fn free_hot() {
+    if let Ok(Some((_, hot))) = LOCAL.try_with(Local::take_hot)
+        && let Some(stack) = hot.into_stack()
+    {
+        free(stack);
+    }
+}
+
 /// [`take`] without a hot stack of this bucket: from the shared pool, or a new one. With pooling off, this
 /// thread's hot stack, kept from before, is unmapped.
 #[cold]
 fn take_cold(size: usize) -> io::Result<DefaultStack> {
-    if crate::pool::max_idle() == 0
-        && let Ok(Some((_, stack))) = LOCAL.try_with(Local::take_hot)
-    {
-        free(stack);
+    if crate::pool::max_idle() == 0 {
+        free_hot();
     }
     {
         let mut shared = shared();
@@ -211,38 +276,67 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
     Ok(stack)
 }
 
-/// A stack no coroutine runs on any more comes back: it becomes this thread's hot stack, and the one it
-/// displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
+/// A stack no coroutine runs on any more comes back on its own: it becomes this thread's hot stack, and the one
+/// it displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
 #[inline]
 pub(crate) fn give_back(size: usize, stack: DefaultStack) {
+    keep(size, Hot::Stack(stack));
+}
+
+/// The owner of a finished native coroutine that nothing else refers to dropped it: its control block, renewed,
+/// becomes this thread's spare with its stack (the thread's hot stack), and the one it displaces goes idle in
+/// the shared pool (unmapped if that is full). With pooling off, the stack is unmapped and the block freed.
+#[inline]
+pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
+    let mut spare = Some(co);
+    // The usual case first: the slot is empty (the last spare went to the coroutine now retiring).
+    if crate::pool::max_idle() > 0 {
+        let _ = LOCAL.try_with(|local| {
+            if local.hot_size.get() == 0 {
+                local.hot_size.set(size);
+                local.counters.hot.store(1, Ordering::Relaxed);
+                local.spare.set(spare.take());
+            }
+        });
+    }
+    if let Some(co) = spare {
+        keep(size, Hot::Spare(co));
+    }
+}
+
+fn keep(size: usize, hot: Hot) {
     let max = crate::pool::max_idle();
     if max == 0 {
-        return give_back_unpooled(stack);
+        return keep_unpooled(hot);
     }
-    let mut item = Some(stack);
+    let mut item = Some(hot);
     // `item` stays put if the thread is exiting (its thread-locals are gone): then it goes to the shared pool.
     let displaced = LOCAL
-        .try_with(|local| item.take().and_then(|stack| local.put_hot(size, stack)))
+        .try_with(|local| item.take().and_then(|hot| local.put_hot(size, hot)))
         .ok()
         .flatten();
-    if let Some((size, stack)) = displaced.or(item.map(|stack| (size, stack))) {
-        to_shared(size, stack, max);
+    if let Some((size, hot)) = displaced.or(item.map(|hot| (size, hot))) {
+        to_shared(size, hot, max);
     }
 }
 
-/// [`give_back`] with pooling off: unmaps the stack, and this thread's hot stack if it kept one from before
-/// pooling was switched off.
+/// [`keep`] with pooling off: unmaps the stack, and this thread's hot stack if it kept one from before pooling
+/// was switched off.
 #[cold]
-fn give_back_unpooled(stack: DefaultStack) {
-    if let Ok(Some((_, hot))) = LOCAL.try_with(Local::take_hot) {
-        free(hot);
+fn keep_unpooled(hot: Hot) {
+    free_hot();
+    if let Some(stack) = hot.into_stack() {
+        free(stack);
     }
-    free(stack);
 }
 
-/// A stack goes idle in the shared pool, or is unmapped (with the pool's surplus) if the pool is full.
+/// A stack goes idle in the shared pool (out of its spare), or is unmapped (with the pool's surplus) if the
+/// pool is full.
 #[cold]
-fn to_shared(size: usize, stack: DefaultStack, max: usize) {
+fn to_shared(size: usize, hot: Hot, max: usize) {
+    let Some(stack) = hot.into_stack() else {
+        return;
+    };
     let mut shared = shared();
     if shared.idle.len() < max {
         shared.idle.push((size, stack));
@@ -269,10 +363,8 @@ pub(crate) fn trim(max: usize) {
         free(stack);
     }
     // This thread's hot stack too, if pooling is now off; other threads drop theirs at their next use.
-    if max == 0
-        && let Ok(Some((_, stack))) = LOCAL.try_with(Local::take_hot)
-    {
-        free(stack);
+    if max == 0 {
+        free_hot();
     }
 }
 
