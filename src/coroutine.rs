@@ -456,7 +456,10 @@ impl<R> Coroutine<R> {
 
 impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
-        drop_coroutine(&self.co);
+        // A finished coroutine has nothing to cancel (and this takes no atomic read-modify-write in a lifecycle).
+        if self.co.baton.phase() != Phase::Finished {
+            drop_coroutine(&self.co);
+        }
         // SAFETY: `drop` runs once, and `self.co` is not used after this.
         let co = unsafe { ManuallyDrop::take(&mut self.co) };
         #[cfg(feature = "native")]
@@ -750,17 +753,15 @@ pub fn current() -> Option<CoroutineRef> {
     Some(CoroutineRef { co })
 }
 
-/// The owner drops a coroutine: a suspended one is unwound (its stack's destructors run) and its thread freed;
-/// one that never ran has its body dropped unrun; one running elsewhere (entered through a handle) unwinds at
-/// its next yield.
+/// The owner drops a coroutine that had not finished when it looked: a suspended one is unwound (its stack's
+/// destructors run) and its thread freed; one that never ran has its body dropped unrun; one running elsewhere
+/// (entered through a handle) unwinds at its next yield.
+#[inline(never)]
 fn drop_coroutine(co: &Arc<Control>) {
     with_context!(&co.context, ctx => drop_on(co, ctx));
 }
 
 fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
-    if co.baton.phase() == Phase::Finished {
-        return; // nothing to cancel (and no atomic read-modify-write in every lifecycle)
-    }
     if !ctx.runs_here(co, true) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
         // so it is left as it is (leaked if suspended; a handle can still enter it there).
