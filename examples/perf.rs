@@ -1,9 +1,11 @@
 //! QEMU's `/perf/*` cases for cothread, with plain-thread baselines, in nanoseconds per operation.
 //!
 //! Run: `cargo run --release --example perf` (add `--features native` for the native backend's rows). Each figure is
-//! the median of three timed runs after calibrating the iteration count to ~150 ms a run, except the two
-//! "interleaved" rows: medians of 40 alternating runs of 1,000 round trips each (see
-//! `workloads::interleaved`), with their ratio in the last line. `-- park-vs-parking-lot` runs only those.
+//! the median of three timed runs after calibrating the iteration count to ~150 ms a run, except the
+//! "interleaved" rows: medians of alternating short runs (see `workloads::interleaved`), with their ratios in
+//! the last lines. `-- park-vs-parking-lot` runs only the thread backend's pair (40 pairs of 1,000 round
+//! trips); `--features native -- native-vs-corosensei` only the native backend's against raw corosensei (the
+//! round trip and the pooled lifecycle, 400 pairs each).
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
@@ -78,6 +80,52 @@ fn park_vs_parking_lot(row: &mut impl FnMut(&'static str, &'static str, f64)) ->
     summary
 }
 
+/// Interleaved comparison of the native backend with raw corosensei: pairs, and operations a run.
+#[cfg(feature = "native")]
+const NATIVE_PAIRS: usize = 400;
+#[cfg(feature = "native")]
+const NATIVE_ROUND_TRIPS: u64 = 10_000;
+#[cfg(feature = "native")]
+const NATIVE_LIFECYCLES: u64 = 2_000;
+
+/// The native round trip and pooled lifecycle against raw corosensei's, in alternating short runs (see
+/// `workloads::interleaved`), so that a change in the host's load hits both sides of a pair alike: adds four
+/// rows and returns the summary lines.
+#[cfg(feature = "native")]
+fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
+    use workloads::native;
+    let trips = workloads::interleaved(
+        NATIVE_PAIRS,
+        NATIVE_ROUND_TRIPS,
+        native::round_trip,
+        native::raw_round_trip,
+    );
+    let lives = workloads::interleaved(
+        NATIVE_PAIRS,
+        NATIVE_LIFECYCLES,
+        native::lifecycle,
+        native::raw_lifecycle,
+    );
+    let firsts = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0).collect());
+    let seconds = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.1).collect());
+    row("yield", "native (interleaved)", firsts(&trips));
+    row("yield", "baseline: corosensei (interleaved)", seconds(&trips));
+    row("lifecycle", "native, pooled (interleaved)", firsts(&lives));
+    row("lifecycle", "baseline: corosensei (interleaved)", seconds(&lives));
+    let ratio = median(trips.iter().map(|p| p.0 / p.1).collect());
+    let within_2x = trips.iter().filter(|p| p.0 <= 2.0 * p.1).count();
+    let under_60 = lives.iter().filter(|p| p.0 < 60.0).count();
+    let summary = format!(
+        "native / corosensei over {NATIVE_PAIRS} interleaved pairs: round trip ({NATIVE_ROUND_TRIPS} a run) median \
+         ratio {ratio:.2}, within 2x in {within_2x} pairs; pooled lifecycle ({NATIVE_LIFECYCLES} a run) median \
+         {:.1} ns against {:.1} ns, under 60 ns in {under_60} pairs",
+        firsts(&lives),
+        seconds(&lives)
+    );
+    eprintln!("  {summary}");
+    summary
+}
+
 struct Row {
     case: &'static str,
     variant: &'static str,
@@ -97,6 +145,12 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("park-vs-parking-lot") {
         // Only the interleaved comparison: `cargo run --release --example perf -- park-vs-parking-lot`.
         println!("{}", park_vs_parking_lot(&mut row));
+        return;
+    }
+    #[cfg(feature = "native")]
+    if std::env::args().nth(1).as_deref() == Some("native-vs-corosensei") {
+        // `cargo run --release --features native --example perf -- native-vs-corosensei`.
+        println!("{}", native_vs_corosensei(&mut row));
         return;
     }
 
@@ -225,6 +279,8 @@ fn main() {
             ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth),
         );
     }
+    #[cfg(feature = "native")]
+    let native_summary = native_vs_corosensei(&mut row);
     #[cfg(not(feature = "native"))]
     eprintln!("  (build with --features native for the native backend's rows)");
 
@@ -246,6 +302,8 @@ fn main() {
         println!("{:<14} {:<36} {:>12.1}", r.case, r.variant, r.ns);
     }
     println!("{interleaved_summary}");
+    #[cfg(feature = "native")]
+    println!("{native_summary}");
     let s = cothread::pool::stats();
     println!();
     println!(
