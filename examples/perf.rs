@@ -109,9 +109,17 @@ fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -
     let firsts = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0).collect());
     let seconds = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.1).collect());
     row("yield", "native (interleaved)", firsts(&trips));
-    row("yield", "baseline: corosensei (interleaved)", seconds(&trips));
+    row(
+        "yield",
+        "baseline: corosensei (interleaved)",
+        seconds(&trips),
+    );
     row("lifecycle", "native, pooled (interleaved)", firsts(&lives));
-    row("lifecycle", "baseline: corosensei (interleaved)", seconds(&lives));
+    row(
+        "lifecycle",
+        "baseline: corosensei (interleaved)",
+        seconds(&lives),
+    );
     let ratio = median(trips.iter().map(|p| p.0 / p.1).collect());
     let within_2x = trips.iter().filter(|p| p.0 <= 2.0 * p.1).count();
     let under_60 = lives.iter().filter(|p| p.0 < 60.0).count();

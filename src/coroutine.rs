@@ -463,8 +463,9 @@ impl<R> Drop for Coroutine<R> {
         // SAFETY: `drop` runs once, and `self.co` is not used after this.
         let co = unsafe { ManuallyDrop::take(&mut self.co) };
         #[cfg(feature = "native")]
-        if co.name.is_none() && matches!(co.context, Context::Native(_)) {
-            crate::backend::native::retire(co);
+        if matches!(co.context, Context::Native(_)) {
+            let reusable = co.name.is_none();
+            crate::backend::native::retire(co, reusable);
             return;
         }
         drop(co);

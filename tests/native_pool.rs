@@ -144,6 +144,31 @@ fn max_idle_zero_turns_pooling_off() {
     pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
 }
 
+/// A coroutine that cannot take the spare whole (a named one keeps its own name in its control block) still
+/// takes its stack: the spare's control block is freed and its stack reused.
+#[test]
+fn a_named_coroutine_takes_the_spares_stack() {
+    let _s = serial();
+    fresh_pool(pool::DEFAULT_MAX_IDLE);
+    on_fresh_thread(|| {
+        lifecycle(); // this thread's spare now holds the stack
+        let before = pool::native_stats();
+        let mut named = native().name("named").spawn(|| current().unwrap()).unwrap();
+        let me = named.enter().into_returned().unwrap();
+        assert_eq!(me.name(), Some("named"));
+        let after = pool::native_stats();
+        assert_eq!(after.created, before.created, "{before:?} -> {after:?}");
+        assert_eq!(after.reused - before.reused, 1);
+        assert_eq!(
+            after.idle,
+            before.idle - 1,
+            "the stack is in use until the coroutine is dropped"
+        );
+        drop(named);
+        assert_eq!(pool::native_stats().idle, before.idle);
+    });
+}
+
 #[test]
 fn stack_sizes_are_pooled_apart() {
     let _s = serial();
@@ -281,7 +306,8 @@ fn a_reused_coroutine_starts_clean() {
     });
 }
 
-/// A coroutine that something still refers to is not reused: the handle keeps naming the finished one.
+/// A coroutine that something still refers to is not reused: the handle keeps naming the finished one. Its
+/// stack is, though: the handle keeps the control block only.
 #[test]
 fn a_coroutine_with_a_handle_left_is_not_reused() {
     let _s = serial();
@@ -289,8 +315,16 @@ fn a_coroutine_with_a_handle_left_is_not_reused() {
         let mut old = native().spawn(|| 1).unwrap();
         let handle = old.handle();
         assert_eq!(old.enter(), Resume::Returned(1));
+        let before = pool::native_stats();
         drop(old);
+        let between = pool::native_stats();
+        assert_eq!(
+            between.idle,
+            before.idle + 1,
+            "the stack is back when the owner drops it"
+        );
         let mut new = native().spawn(|| current().unwrap()).unwrap();
+        assert_eq!(pool::native_stats().created, before.created, "and reused");
         let me = new.enter().into_returned().unwrap();
         assert_ne!(me, handle);
         assert_ne!(me.id(), handle.id());

@@ -57,7 +57,10 @@ type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 ///   whoever holds the only reference to the coroutine (`drop`, [`reuse`](NativeContext::reuse),
 ///   [`into_stack`](NativeContext::into_stack)); a started switch is only ever resumed on the home thread, and
 ///   `drop` never resumes or unwinds it. It is taken out of its `ManuallyDrop` only by `reuse` (which puts a new
-///   one in at once), `into_stack` and `drop` (which end the context).
+///   one in at once), `into_stack` and `drop` (which end the context), and by
+///   [`give_stack_back`](NativeContext::give_stack_back), which sets `stack_gone`; after that nothing touches it.
+/// - `stack_gone` is set once, by the owner's drop of a finished coroutine that handles still refer to
+///   ([`retire`]); the context is then never resumed, reused or made a spare again.
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
 ///   of the coroutine's stack; it is read only by the coroutine itself ([`suspend`](NativeContext::suspend)).
 pub(crate) struct NativeContext {
@@ -70,6 +73,7 @@ pub(crate) struct NativeContext {
     guard: Cell<usize>,
     yielder: Cell<*const Yielder<(), ()>>,
     switch: UnsafeCell<ManuallyDrop<Switch>>,
+    stack_gone: Cell<bool>,
 }
 
 // SAFETY: `NativeContext` is shared through `Arc<Control>` by `CoroutineRef`s on any thread. Its non-`Sync`
@@ -188,6 +192,25 @@ impl NativeContext {
         self.yielder.set(std::ptr::null());
     }
 
+    /// The owner dropped a finished coroutine that handles still refer to: they keep the control block (for its
+    /// phase and id), but the stack goes back to the pool now.
+    ///
+    /// # Safety
+    /// The caller is the owner's drop, holding a reference; every other reference is a handle, and the
+    /// coroutine's baton says `Finished` (so a handle's enter stops at the claim and never touches `switch`).
+    unsafe fn give_stack_back(&self) {
+        // SAFETY: the caller's promise: nobody else touches `switch` while we hold our reference, and whoever
+        // drops the last one later (`drop`) sees `stack_gone` through the reference count's release/acquire.
+        let switch = unsafe { &mut *self.switch.get() };
+        if self.stack_gone.get() || !switch.done() {
+            return; // a suspended stack (left by a drop under `panic = "abort"`) stays where it is
+        }
+        // SAFETY: taken out once: `stack_gone` keeps everything else away from it from now on.
+        let done = unsafe { ManuallyDrop::take(switch) };
+        self.stack_gone.set(true);
+        stacks::give_back(self.size, done.into_stack());
+    }
+
     /// Ends a finished context, keeping its stack.
     fn into_stack(self) -> DefaultStack {
         let mut this = ManuallyDrop::new(self);
@@ -241,6 +264,7 @@ impl ContextOps for NativeContext {
             guard: Cell::new(guard),
             yielder: Cell::new(std::ptr::null()),
             switch: UnsafeCell::new(ManuallyDrop::new(new_switch(stack, entry))),
+            stack_gone: Cell::new(false),
         })
     }
 
@@ -338,7 +362,11 @@ fn new_switch(stack: DefaultStack, entry: impl Entry) -> Switch {
 
 impl Drop for NativeContext {
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once and ends the context: the switch is taken out once.
+        if self.stack_gone.get() {
+            return;
+        }
+        // SAFETY: `drop` runs once and ends the context, and the switch is still there (`stack_gone` is
+        // false): it is taken out once.
         let mut switch = unsafe { ManuallyDrop::take(self.switch.get_mut()) };
         if !switch.started() {
             // Drops the entry in place (corosensei does not switch to the stack for that).
@@ -355,11 +383,12 @@ impl Drop for NativeContext {
     }
 }
 
-/// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means): one that finished and
-/// that nothing else refers to becomes, with its stack, this thread's spare (QEMU's pool keeps whole
-/// `Coroutine` objects the same way), for [`reuse_spare`] (with pooling off, [`stacks::keep_spare`] frees it);
-/// any other is dropped.
-pub(crate) fn retire(co: Arc<Control>) {
+/// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means). One that finished
+/// and that nothing else refers to becomes, with its stack, this thread's spare (QEMU's pool keeps whole
+/// `Coroutine` objects the same way) if it is `reusable` (unnamed), for [`reuse_spare`] (with pooling off,
+/// [`stacks::keep_spare`] frees it); one that finished and that handles still refer to gives its stack back
+/// (the handles keep only the control block); any other is just dropped.
+pub(crate) fn retire(co: Arc<Control>, reusable: bool) {
     let super::Context::Native(context) = &co.context else {
         return;
     };
@@ -367,6 +396,14 @@ pub(crate) fn retire(co: Arc<Control>) {
     // the fence makes what the other references' owners did before dropping them (their counts' `Release`
     // decrements) happen before what we do with it, as `Arc::get_mut` does.
     if Arc::strong_count(&co) != 1 {
+        if co.baton.phase() == Phase::Finished {
+            // SAFETY: we are the owner's drop, and every other reference is a handle (only the owner's
+            // `Coroutine` and handles hold references while the coroutine does not run); the phase is `Finished`.
+            unsafe { context.give_stack_back() };
+        }
+        return;
+    }
+    if !reusable {
         return;
     }
     std::sync::atomic::fence(Ordering::Acquire);
