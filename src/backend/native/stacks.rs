@@ -1,16 +1,14 @@
 //! The pool of idle native stacks: QEMU's coroutine pool for the native backend.
 //!
 //! Making a stack is an `mmap` and an `mprotect` (several microseconds); reusing one costs a few nanoseconds.
-//! A stack whose coroutine finished comes back before its enterer gets control back, so a sequential
-//! create-enter-finish lifecycle keeps reusing one stack. Stacks are kept per usable size (a
-//! [`Builder::stack_size`](crate::Builder::stack_size) bucket).
+//! Stacks are kept per usable size (a [`Builder::stack_size`](crate::Builder::stack_size) bucket).
 //!
-//! A finished coroutine keeps its stack until it is dropped (as any Rust value keeps its memory until then).
-//! When its owner drops it with nothing else referring to it, the control block and the stack stay together as
-//! the thread's *spare* ([`keep_spare`]), and the next native coroutine created on the thread takes both at
-//! once ([`take_spare`]): a pooled create-enter-finish-drop cycle never takes the stack apart from its
-//! coroutine. A stack that comes back on its own (its coroutine's last handle dropped it, or it never started)
-//! goes through [`give_back`].
+//! A finished coroutine keeps its stack until its owner drops it (as any Rust value keeps its memory until
+//! then). When the owner drops it with nothing else referring to it, the control block and the stack stay
+//! together as the thread's *spare* ([`keep_spare`]), and the next native coroutine created on the thread takes
+//! both at once ([`take_spare`]): a sequential create-enter-finish-drop cycle keeps reusing one stack and never
+//! takes it apart from its coroutine. A stack that comes back on its own (handles still refer to the finished
+//! coroutine, its last reference went, or it never started) goes through [`give_back`].
 //!
 //! Two levels, as in QEMU (a per-thread pool in front of a global one):
 //! - each thread keeps the last stack that came back to it, bare or in its spare (its *hot* stack), for the
