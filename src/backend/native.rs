@@ -112,8 +112,8 @@ fn thread_token() -> u64 {
     }
 }
 
-/// Gives this thread its token: the first time a native coroutine is bound to it, so before any starts here.
-/// Also prepares the thread for the overflow report.
+/// Gives this thread its token: the first time it binds a native coroutine (or tries to: one bound elsewhere),
+/// so before any starts here. Also prepares the thread for the overflow report.
 #[cold]
 fn new_thread_token() -> u64 {
     let token = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
@@ -211,8 +211,9 @@ impl NativeContext {
         stacks::give_back(self.size, done.into_stack());
     }
 
-    /// Ends a finished context, keeping its stack.
+    /// Ends a finished context (a spare, which always has its stack), keeping its stack.
     fn into_stack(self) -> DefaultStack {
+        debug_assert!(!self.stack_gone.get());
         let mut this = ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so the switch is taken out once; nothing else of a
         // context needs dropping.
