@@ -130,10 +130,23 @@ impl Local {
         }
     }
 
+    /// Records that the slot now holds a hot stack of bucket `size`.
+    #[inline]
+    fn mark_held(&self, size: usize) {
+        self.hot_size.set(size);
+        self.counters.hot.store(1, Ordering::Relaxed);
+    }
+
+    /// Records that the slot is now empty; returns the bucket of what it held.
+    #[inline]
+    fn mark_empty(&self) -> usize {
+        self.counters.hot.store(0, Ordering::Relaxed);
+        self.hot_size.replace(0)
+    }
+
     /// Takes the hot stack out, bare or in its spare, whatever its bucket.
     fn take_hot(&self) -> Option<(usize, Hot)> {
-        let size = self.hot_size.replace(0);
-        self.counters.hot.store(0, Ordering::Relaxed);
+        let size = self.mark_empty();
         match self.spare.take() {
             Some(co) => Some((size, Hot::Spare(co))),
             None => self.stack.take().map(|stack| (size, Hot::Stack(stack))),
@@ -143,8 +156,7 @@ impl Local {
     /// Makes `hot` (of bucket `size`) the hot stack; returns what it displaces.
     fn put_hot(&self, size: usize, hot: Hot) -> Option<(usize, Hot)> {
         let displaced = self.take_hot();
-        self.hot_size.set(size);
-        self.counters.hot.store(1, Ordering::Relaxed);
+        self.mark_held(size);
         match hot {
             Hot::Stack(stack) => self.stack.set(Some(stack)),
             Hot::Spare(co) => self.spare.set(Some(co)),
@@ -236,8 +248,7 @@ pub(crate) fn take_spare(size: usize) -> Option<Arc<Control>> {
                 return None;
             }
             let co = local.spare.take()?;
-            local.hot_size.set(0);
-            local.counters.hot.store(0, Ordering::Relaxed);
+            local.mark_empty();
             local.counters.bump_reused();
             Some(co)
         })
@@ -291,8 +302,7 @@ pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
     if crate::pool::max_idle() > 0 {
         let _ = LOCAL.try_with(|local| {
             if local.hot_size.get() == 0 {
-                local.hot_size.set(size);
-                local.counters.hot.store(1, Ordering::Relaxed);
+                local.mark_held(size);
                 local.spare.set(spare.take());
             }
         });
