@@ -364,7 +364,7 @@ pub(crate) struct Cancelled;
 /// has stopped), and nobody parks, so `PARKED` is never set; a yield skips `Yielded` (see
 /// [`yield_local`](Baton::yield_local)). Stores are `Release` so that another thread's [`Baton::phase`] that
 /// sees `Finished` also sees what the coroutine did before it finished.
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 impl Baton {
     /// [`Baton::claim`] on a one-writer baton.
     #[inline]

@@ -54,7 +54,7 @@ fn current_ptr() -> *const Control {
 /// its coroutines find themselves here when they start, and its stack overflow handler reads it (one load of a
 /// thread-local that has no destructor, so it is safe in a signal handler). The pointee is alive while the
 /// coroutine runs (see `CURRENT`).
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 pub(crate) fn current_raw() -> *const Control {
     current_ptr()
 }
@@ -295,7 +295,7 @@ impl Builder {
         let entry = move |co: &Arc<Control>| run_body(co, f);
         // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
         // has one of the right stack size: no allocation.
-        #[cfg(feature = "native")]
+        #[cfg(cothread_native)]
         let entry = match self.backend {
             Backend::Native if self.spec.name.is_none() => {
                 match crate::backend::native::reuse_spare(&self.spec, entry) {
@@ -333,7 +333,7 @@ impl Control {
     /// Called by a backend's [`ContextOps::unwind`] on the coroutine's thread, just before it unwinds the
     /// suspended stack with a payload of its own: the entry frame lets that payload pass on to the backend, and a
     /// `yield_now` during the unwind panics.
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     pub(crate) fn unwind_by_backend(&self) {
         self.unwinding.store(BACKEND_UNWINDING, Ordering::Relaxed);
     }
@@ -344,7 +344,7 @@ impl Control {
     ///
     /// # Safety
     /// The caller holds the only reference to `self`.
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     #[inline]
     pub(crate) unsafe fn renew(&self) {
         self.baton.reset_local();
@@ -462,7 +462,7 @@ impl<R> Drop for Coroutine<R> {
         }
         // SAFETY: `drop` runs once, and `self.co` is not used after this.
         let co = unsafe { ManuallyDrop::take(&mut self.co) };
-        #[cfg(feature = "native")]
+        #[cfg(cothread_native)]
         if matches!(co.context, Context::Native(_)) {
             let reusable = co.name.is_none();
             crate::backend::native::retire(co, reusable);

@@ -59,8 +59,10 @@
 //! - **Stack overflow** hits the guard page and aborts the process with "has overflowed its stack".
 //! - **Pool**: finished coroutines' stacks are kept under the same bound ([`pool::set_max_idle`]; plus each
 //!   thread's most recent one), counted by `pool::native_stats()`.
-//! - Miri cannot run it (the switch is inline assembly): under Miri the default stays [`Backend::Thread`] and
-//!   `Backend::Native` coroutines fail to spawn with `ErrorKind::Unsupported`.
+//! - **Where it is unavailable** ([`Backend::is_available`]): on targets corosensei does not support (the feature
+//!   is still safe to turn on there: corosensei is not even built), under Miri (the switch is inline assembly)
+//!   and under `--cfg loom`, the default stays [`Backend::Thread`] and `Backend::Native` coroutines fail to spawn
+//!   with `ErrorKind::Unsupported`. The README's target table lists the targets.
 //!
 //! # Rules
 //! - Entering a coroutine that is running or in the current caller chain panics with "coroutine re-entered

@@ -61,7 +61,7 @@ pub struct PoolStats {
 /// 0 turns pooling off. Like QEMU's `qemu_coroutine_inc_pool_size`, this can change at any time.
 pub fn set_max_idle(max: usize) {
     global().set_max_idle(max);
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     crate::backend::native::stacks::trim(max);
 }
 
@@ -91,9 +91,14 @@ pub fn stats() -> PoolStats {
 /// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped. At most
 /// [`max_idle`] stacks idle in the shared pool, plus the last one each thread got back (kept for its next
 /// coroutine, unmapped when the thread exits); idle stacks have no timeout (they hold no thread, only memory).
+/// All zero where [`Backend::Native`](crate::Backend::Native) is not compiled in (see
+/// [`Backend::is_available`](crate::Backend::is_available)).
 #[cfg(feature = "native")]
 pub fn native_stats() -> PoolStats {
-    crate::backend::native::stacks::stats()
+    #[cfg(cothread_native)]
+    return crate::backend::native::stacks::stats();
+    #[cfg(not(cothread_native))]
+    return PoolStats::default();
 }
 
 /// Under loom: make every idle thread's timeout fire now (time does not pass in a model).

@@ -318,7 +318,7 @@ fn endpoints_are_send_and_sync() {
 
 /// Both backends on one loop: producers on the thread backend, consumers native. (Not under Miri, which
 /// cannot run the native backend's stack switch.)
-#[cfg(all(feature = "native", not(miri)))]
+#[cfg(all(cothread_native, not(miri)))]
 #[test]
 fn thread_and_native_tasks_share_a_loop() {
     use cothread::{Backend, Builder};

@@ -221,7 +221,7 @@ fn builder_reports_os_refusal_as_err() {
 
 /// Thread backend: a started coroutine can move between threads. A native one stays on the thread that first
 /// entered it (entering it elsewhere panics): see `tests/native.rs`.
-#[cfg(not(feature = "native"))]
+#[cfg(not(cothread_native))]
 #[test]
 fn created_on_one_thread_entered_on_another() {
     let mut co = Coroutine::new(|| {
@@ -239,7 +239,7 @@ fn coroutine_is_send() {
     assert_send::<Coroutine<String>>();
 }
 
-#[cfg(not(feature = "native"))]
+#[cfg(not(cothread_native))]
 #[test]
 fn a_handle_enters_from_another_thread() {
     let mut co = Coroutine::new(|| {
@@ -260,7 +260,7 @@ thread_local! {
 
 /// Thread backend: a coroutine sees its own thread's thread-locals, not the enterer's. A native coroutine sees
 /// the enterer's: see `thread_locals_are_the_enterers` in `tests/native.rs`.
-#[cfg(not(feature = "native"))]
+#[cfg(not(cothread_native))]
 #[test]
 fn thread_locals_are_the_coroutines_own() {
     MARK.with(|m| m.set(1));

@@ -3,8 +3,8 @@
 //! thread backend in one caller chain. Its stack pool: `tests/native_pool.rs`. The behaviour both backends
 //! share is tested once, in the other test files, against the default backend.
 //!
-//! Miri cannot run the native backend (its stack switch is inline assembly): under Miri only the test that
-//! says so runs.
+//! Miri cannot run the native backend (its stack switch is inline assembly), loom does not model it, and some
+//! targets have none (`Backend::is_available`): there only the test that says so runs.
 #![cfg(feature = "native")]
 
 use cothread::{Backend, Builder};
@@ -13,18 +13,24 @@ fn native() -> Builder {
     Builder::new().backend(Backend::Native)
 }
 
-#[cfg(miri)]
+#[cfg(any(miri, not(cothread_native)))]
 #[test]
-fn under_miri_native_coroutines_fail_to_spawn() {
+fn where_native_is_unavailable_its_coroutines_fail_to_spawn() {
+    assert!(!Backend::Native.is_available());
     assert_eq!(Backend::default(), Backend::Thread);
     let err = native().spawn(|| ()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    // The thread backend still runs coroutines (where std has threads).
+    if Backend::Thread.is_available() {
+        let mut co = Builder::new().spawn(|| 5).unwrap();
+        assert_eq!(co.enter().into_returned(), Some(5));
+    }
 }
 
-#[cfg(not(miri))]
+#[cfg(all(cothread_native, not(miri)))]
 mod common;
 
-#[cfg(not(miri))]
+#[cfg(all(cothread_native, not(miri)))]
 mod native_backend {
     use super::*;
 

@@ -5,7 +5,7 @@
 //! each does its work on a fresh thread that it joins: a thread's hot stack is unmapped when the thread exits,
 //! so after the join the counters hold only what the test left in the shared pool.
 // Miri cannot run the native backend's stack switch (inline assembly), so under Miri this file is empty.
-#![cfg(all(feature = "native", not(miri)))]
+#![cfg(all(cothread_native, not(miri)))]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;

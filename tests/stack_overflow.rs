@@ -30,7 +30,7 @@ fn overflow_child() {
     };
     let backend = match which.as_str() {
         "thread" => Backend::Thread,
-        #[cfg(feature = "native")]
+        #[cfg(cothread_native)]
         "native" => Backend::Native,
         other => panic!("unknown backend {other}"),
     };
@@ -78,7 +78,7 @@ fn thread_backend_overflow_is_reported() {
     assert_reported_overflow(&run_child("thread"));
 }
 
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 #[test]
 fn native_backend_overflow_is_reported() {
     let out = run_child("native");

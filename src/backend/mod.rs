@@ -25,7 +25,7 @@ use crate::coroutine::Control;
 use crate::pool::Spec;
 use crate::sync::Arc;
 
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 pub(crate) mod native;
 pub(crate) mod thread;
 
@@ -87,14 +87,26 @@ pub(crate) trait ContextOps: Sized {
 /// The context of one coroutine, whichever backend made it.
 pub(crate) enum Context {
     Thread(thread::ThreadContext),
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     Native(native::NativeContext),
 }
 
 /// Which backend runs a coroutine: chosen with [`Builder::backend`](crate::Builder::backend).
 ///
-/// The default is `Backend::Native` when the `native` feature is on (except under Miri, which cannot run
-/// the native backend's stack switch), and [`Backend::Thread`] otherwise. Both can be used in one program.
+/// The default is the fastest [available](Backend::is_available) one: `Backend::Native` where the `native`
+/// feature could compile it in and the process can run it, [`Backend::Thread`] otherwise. Both can be used in
+/// one program. Spawning a coroutine on an unavailable backend fails with [`io::ErrorKind::Unsupported`].
+///
+/// ```
+/// use cothread::{Backend, Builder};
+///
+/// let backend = Backend::default();
+/// assert!(backend.is_available() || !Backend::Thread.is_available());
+/// match Builder::new().backend(backend).spawn(|| 7) {
+///     Ok(mut co) => assert_eq!(co.enter().into_returned(), Some(7)),
+///     Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported), // e.g. wasm32-unknown-unknown
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -105,16 +117,56 @@ pub enum Backend {
     /// switched to in a few nanoseconds (QEMU's `coroutine-ucontext.c`). A native coroutine sees the
     /// thread-locals of the thread that runs it and stays on the thread that first entered it: see the
     /// [crate documentation](crate#the-native-backend).
+    ///
+    /// Exists whenever the `native` feature is on, on every target; [available](Backend::is_available) only
+    /// where corosensei supports the target (see the README's target table), and never under Miri or loom.
     #[cfg(feature = "native")]
     Native,
 }
 
+impl Backend {
+    /// Whether coroutines of this backend can be spawned in this build and process. Where it is false,
+    /// [`Builder::spawn`](crate::Builder::spawn) on this backend returns an error of kind
+    /// [`io::ErrorKind::Unsupported`].
+    ///
+    /// - `Thread`: wherever `std::thread` can spawn threads; not on wasm targets without threads
+    ///   (wasm32-unknown-unknown, wasm32-wasip1, wasm32-wasip2).
+    /// - `Native`: with the `native` feature, on a target corosensei supports; not under Miri (it cannot run
+    ///   the stack switch) nor under `--cfg loom` (loom models threads, not stacks).
+    ///
+    /// ```
+    /// use cothread::Backend;
+    ///
+    /// if !cfg!(target_family = "wasm") {
+    ///     assert!(Backend::Thread.is_available());
+    /// }
+    /// assert!(Backend::default().is_available() || Backend::default() == Backend::Thread);
+    /// ```
+    pub const fn is_available(self) -> bool {
+        match self {
+            Backend::Thread => THREADS,
+            #[cfg(feature = "native")]
+            Backend::Native => cfg!(all(cothread_native, not(miri))),
+        }
+    }
+}
+
+/// Whether std can spawn threads on this target: everywhere but on wasm, where only the targets with the
+/// threads proposal (atomics) and a runtime that spawns them (WASI's wasi-threads, Emscripten) can.
+const THREADS: bool = !cfg!(target_family = "wasm")
+    || cfg!(all(
+        target_feature = "atomics",
+        any(target_os = "wasi", target_os = "emscripten")
+    ));
+
 impl Default for Backend {
+    /// The fastest available backend: see [`Backend::is_available`].
     fn default() -> Backend {
-        #[cfg(all(feature = "native", not(miri)))]
-        return Backend::Native;
-        #[cfg(not(all(feature = "native", not(miri))))]
-        return Backend::Thread;
+        #[cfg(feature = "native")]
+        if Backend::Native.is_available() {
+            return Backend::Native;
+        }
+        Backend::Thread
     }
 }
 
@@ -124,7 +176,7 @@ macro_rules! with_context {
     ($context:expr, $ctx:ident => $body:expr) => {
         match $context {
             $crate::backend::Context::Thread($ctx) => $body,
-            #[cfg(feature = "native")]
+            #[cfg(cothread_native)]
             $crate::backend::Context::Native($ctx) => $body,
         }
     };
@@ -132,11 +184,22 @@ macro_rules! with_context {
 pub(crate) use with_context;
 
 impl Context {
+    /// Makes a context on `backend`; an error of kind `Unsupported` if that backend is not available.
     pub(crate) fn new(backend: Backend, spec: &Spec, entry: impl Entry) -> io::Result<Context> {
+        if !backend.is_available() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "cothread: {backend:?} coroutines cannot run in this build (Backend::is_available)"
+                ),
+            ));
+        }
         match backend {
             Backend::Thread => thread::ThreadContext::new(spec, entry).map(Context::Thread),
-            #[cfg(feature = "native")]
+            #[cfg(cothread_native)]
             Backend::Native => native::NativeContext::new(spec, entry).map(Context::Native),
+            #[cfg(all(feature = "native", not(cothread_native)))]
+            Backend::Native => unreachable!("an unavailable backend returned above"),
         }
     }
 

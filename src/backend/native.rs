@@ -250,12 +250,6 @@ impl ContextOps for NativeContext {
     const CLAIM_STARTS: bool = false;
 
     fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
-        if cfg!(miri) {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the native backend cannot run under Miri (its stack switch is inline assembly)",
-            ));
-        }
         let size = stacks::bucket(spec.stack_size)?;
         let stack = stacks::take(size)?;
         let guard = corosensei::stack::Stack::limit(&stack).get();
