@@ -13,7 +13,8 @@
 //!
 //! Setting `max_idle` to 0 switches pooling off: every coroutine then gets a fresh thread, which exits when the
 //! coroutine finishes. The environment variable `COTHREAD_MAX_IDLE`, read once when the pool is first used,
-//! sets the initial bound.
+//! sets the initial bound. Under `--cfg loom` the initial bound is 0 (see the README's "Checking your own code
+//! with loom").
 //!
 //! Nothing of the crate's own state (current coroutine, cancellation) carries over from one coroutine to the next
 //! on the same thread. Thread-locals that *user code* set do carry over: a coroutine that sets a
@@ -103,16 +104,15 @@ pub fn native_stats() -> PoolStats {
 
 /// Under loom: make every idle thread's timeout fire now (time does not pass in a model).
 #[cfg(loom)]
-#[doc(hidden)]
 pub fn expire_idle_timeouts() {
     channel::expire_timeouts();
 }
 
 /// Under loom: switch pooling off (which tells every idle thread to exit) and wait until every pool thread
-/// of this execution has exited. A model calls this last, because loom requires every thread to have finished
-/// when the model's closure returns; a thread that never comes back idle makes loom report a deadlock.
+/// of this execution has exited. Under loom pooling is off unless a model turns it on with [`set_max_idle`];
+/// such a model calls this last, because loom requires every thread to have finished when the model's closure
+/// returns (an idle pool thread never does). A thread that never comes back idle makes loom report a deadlock.
 #[cfg(loom)]
-#[doc(hidden)]
 pub fn exit_all_and_join() {
     set_max_idle(0);
     crate::sync::thread::join_spawned();
@@ -187,10 +187,13 @@ pub(crate) fn global() -> &'static Pool {
 impl Pool {
     fn new() -> Pool {
         // `COTHREAD_MAX_IDLE` overrides the default bound, so a whole test suite can run with pooling off.
+        // Under loom pooling starts off: loom requires every thread of an execution to have finished when the
+        // model returns, and an idle pool thread never would. A model that wants pooling sets it.
+        let default = if cfg!(loom) { 0 } else { DEFAULT_MAX_IDLE };
         let max_idle = std::env::var("COTHREAD_MAX_IDLE")
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MAX_IDLE);
+            .unwrap_or(default);
         Pool {
             idle: Mutex::new(Vec::new()),
             max_idle: AtomicUsize::new(max_idle),

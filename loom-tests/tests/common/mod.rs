@@ -26,6 +26,9 @@ where
     let preemption_bound = builder.preemption_bound;
     builder.check(move || {
         EXECUTIONS.fetch_add(1, StdOrdering::Relaxed);
+        // These models check the pool too: they turn it on (under loom it starts off) and end with
+        // `pool::exit_all_and_join()`.
+        cothread::pool::set_max_idle(cothread::pool::DEFAULT_MAX_IDLE);
         model();
     });
     // Models run one at a time (`--test-threads=1` in ci/loom.sh), so the difference is this model's.
