@@ -149,6 +149,28 @@ impl Backend {
             Backend::Native => cfg!(all(cothread_native, not(miri))),
         }
     }
+
+    /// Why [`is_available`](Backend::is_available) is false, for the spawn error.
+    fn unavailable_because(self) -> &'static str {
+        match self {
+            Backend::Thread => {
+                "cothread: this target has no threads (Backend::Thread is unavailable)"
+            }
+            #[cfg(feature = "native")]
+            Backend::Native if cfg!(miri) => {
+                "cothread: the native backend cannot run under Miri (its stack switch is inline assembly)"
+            }
+            #[cfg(feature = "native")]
+            Backend::Native if cfg!(loom) => {
+                "cothread: the native backend is not built under --cfg loom (loom models the thread backend)"
+            }
+            #[cfg(feature = "native")]
+            Backend::Native => {
+                "cothread: the native backend does not support this target (corosensei has no \
+                stack switch for it on stable Rust)"
+            }
+        }
+    }
 }
 
 /// Whether std can spawn threads on this target: everywhere but on wasm, where only the targets with the
@@ -189,9 +211,7 @@ impl Context {
         if !backend.is_available() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!(
-                    "cothread: {backend:?} coroutines cannot run in this build (Backend::is_available)"
-                ),
+                backend.unavailable_because(),
             ));
         }
         match backend {
