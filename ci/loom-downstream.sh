@@ -20,6 +20,7 @@ echo "--- downstream models passed (${SECONDS} s so far)"
 
 # loom reports the bug and then aborts the process (a double panic): assert the failure and its reason.
 "${run[@]}" --features planted-bug --no-run --quiet
+mkdir -p target
 log=target/planted-bug.log
 set +e
 timeout "$TIMEOUT" "${run[@]}" --features planted-bug -- --exact publish_races_a_reader >"$log" 2>&1
