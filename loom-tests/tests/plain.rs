@@ -22,14 +22,13 @@ fn the_thread_backend_is_the_default() {
 
 /// Dropping a suspended coroutine while another loom thread, sharing an atomic with it, still runs.
 ///
-/// Fails under loom 0.7.3 with a `PoisonError` from loom's own `Mutex::lock`, although no thread panics while
-/// holding a lock: loom runs all its threads on one OS thread, so while the coroutine's thread is preempted in
-/// the middle of its forced unwind, std's panic count (`std::thread::panicking()`) reads non-zero in every other
-/// loom thread too; the dropper, which took the baton's lock before, then releases it inside `Condvar::wait`
-/// "while panicking", and the `std::sync::Mutex` inside loom's `Mutex` poisons (loom unwraps it). Neither
-/// cothread's hand-back nor its shim is at fault, and the shim cannot recover: see the README.
+/// This failed with a `PoisonError` from loom's own `Mutex::lock`, although no thread panicked while holding a
+/// lock: loom runs all its threads on one OS thread, so while the coroutine's thread was preempted in the
+/// middle of its forced unwind, std's panic count (`std::thread::panicking()`) read non-zero in every other loom
+/// thread too; the dropper, which had taken a baton lock before, released it inside `Condvar::wait` "while
+/// panicking", and the `std::sync::Mutex` inside loom's `Mutex` poisoned. The shim now releases such a lock only
+/// once the unwind is over (`src/sync/mod.rs`).
 #[test]
-#[ignore = "loom 0.7.3 poisons its Mutex when one loom thread is preempted mid-unwind (see above)"]
 fn drop_suspended_beside_another_thread() {
     let mut model = loom::model::Builder::new();
     model.preemption_bound = Some(2);

@@ -144,32 +144,70 @@ mod imp {
     pub(crate) use global;
 
     /// loom's mutex in parking_lot's shape: `lock` cannot fail (no poisoning).
+    ///
+    /// loom's `Mutex` holds a `std::sync::Mutex`, which poisons when a guard taken while the OS thread was not
+    /// panicking is released while it is (and loom then unwraps that poison). All loom threads share one OS
+    /// thread, hence one panic count: while one loom thread is preempted in the middle of an unwind (a dropped
+    /// coroutine's forced unwind), `std::thread::panicking()` is true in all of them. So a guard taken before
+    /// such an unwind is released only once no unwind is under way ([`MutexGuard::settle`]), as parking_lot
+    /// would not have poisoned anything.
     #[derive(Debug, Default)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
-    /// Guard of [`Mutex`]. Invariant: `0` is `Some` except inside [`Condvar::wait`].
-    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+    /// Guard of [`Mutex`]. Invariant: `inner` is `Some` except inside [`Condvar::wait`]; `taken_panicking`
+    /// says whether the OS thread was panicking when the lock was (last) taken.
+    pub(crate) struct MutexGuard<'a, T> {
+        inner: Option<loom::sync::MutexGuard<'a, T>>,
+        taken_panicking: bool,
+    }
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {
             Mutex(loom::sync::Mutex::new(value))
         }
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+            let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Read after the lock, as std's poison flag was: no loom operation comes between.
+            MutexGuard {
+                inner: Some(inner),
+                taken_panicking: std::thread::panicking(),
+            }
+        }
+    }
+
+    impl<T> MutexGuard<'_, T> {
+        /// Before the lock is released: if another loom thread's unwind is under way now but was not when the
+        /// lock was taken, lets the other threads run until it is over, so that the release does not poison
+        /// loom's inner std mutex. (cothread holds no lock of the shim across code that can panic, so an unwind
+        /// seen here is never this thread's own.)
+        fn settle(&self) {
+            if !self.taken_panicking {
+                while std::thread::panicking() {
+                    loom::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    impl<T> Drop for MutexGuard<'_, T> {
+        fn drop(&mut self) {
+            if self.inner.is_some() {
+                self.settle();
+            }
         }
     }
 
     impl<T> std::ops::Deref for MutexGuard<'_, T> {
         type Target = T;
         fn deref(&self) -> &T {
-            self.0
+            self.inner
                 .as_ref()
                 .expect("guard present outside Condvar::wait")
         }
     }
     impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
         fn deref_mut(&mut self) -> &mut T {
-            self.0
+            self.inner
                 .as_mut()
                 .expect("guard present outside Condvar::wait")
         }
@@ -184,8 +222,11 @@ mod imp {
             Condvar(loom::sync::Condvar::new())
         }
         pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
-            let inner = guard.0.take().expect("guard present before wait");
-            guard.0 = Some(self.0.wait(inner).unwrap_or_else(|e| e.into_inner()));
+            guard.settle();
+            let inner = guard.inner.take().expect("guard present before wait");
+            let inner = self.0.wait(inner).unwrap_or_else(|e| e.into_inner());
+            guard.taken_panicking = std::thread::panicking();
+            guard.inner = Some(inner);
         }
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
