@@ -59,7 +59,7 @@ took "Wine prefix"
 for target in aarch64-unknown-linux-gnu x86_64-pc-windows-gnu; do
     for features in "" native; do
         timeout 900 cargo test --target "$target" ${features:+--features "$features"}
-        took "cargo test --target $target ${features:+--features $features}"
+        took "cargo test --target $target${features:+ --features $features}"
     done
 done
 
