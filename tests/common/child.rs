@@ -36,6 +36,7 @@ pub fn self_command(args: &[&str]) -> Command {
 
 /// The runner configured for this target, if any: the value of the `CARGO_TARGET_<TRIPLE>_RUNNER` variable
 /// whose triple names this binary's architecture, OS and environment (a test cannot know its exact triple).
+/// Runners set in a cargo config file instead, and `i686` triples (architecture `x86`), are not recognised.
 fn runner() -> Option<String> {
     if cfg!(windows) {
         return None;
@@ -52,7 +53,8 @@ fn runner() -> Option<String> {
         "macos" => "darwin",
         os => os,
     };
-    std::env::vars().find_map(|(key, value)| {
+    std::env::vars_os().find_map(|(key, value)| {
+        let (key, value) = (key.into_string().ok()?, value.into_string().ok()?);
         let triple = key
             .strip_prefix("CARGO_TARGET_")?
             .strip_suffix("_RUNNER")?
