@@ -28,3 +28,11 @@ pub fn drop_flag() -> (DropFlag, std::sync::Arc<std::sync::atomic::AtomicBool>) 
     let set = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     (DropFlag(set.clone()), set)
 }
+
+/// A stack size every 64-bit OS refuses at once: 1 EiB, more than any address space (x86_64's five-level
+/// paging has 128 PiB, aarch64 at most 4 PiB), and within what the native backend asks the OS for. Not 64 TiB:
+/// Windows and Wine can reserve that much, and qemu-user spends minutes looking for room for it in the guest's
+/// address space. (A 32-bit address space has no size that every OS refuses and still fits a `usize`.)
+#[cfg(target_pointer_width = "64")]
+#[allow(dead_code)] // not every test binary uses it
+pub const REFUSED_STACK_SIZE: usize = 1 << 60;

@@ -235,12 +235,18 @@ impl Drop for AltStack {
     }
 }
 
+// The integration tests' child processes: started through cargo's runner (qemu-user) when there is one.
+#[cfg(all(test, not(miri)))]
+#[path = "../../../tests/common/child.rs"]
+mod child;
+
 /// Each case runs this test binary again as a child process that crashes on purpose, and checks how it died.
 // Not under Miri: Miri cannot spawn child processes.
 #[cfg(all(test, not(miri)))]
 mod tests {
-    use std::process::{Command, Output};
+    use std::process::ExitStatus;
 
+    use super::child;
     use crate::{Backend, Builder, Resume};
 
     const CHILD: &str = "COTHREAD_OVERFLOW_UNIT_CHILD";
@@ -304,53 +310,49 @@ mod tests {
         unreachable!("the child should have died");
     }
 
-    fn run(case: &str) -> (Output, String) {
-        let out = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "backend::native::overflow::tests::crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, case)
-            .output()
-            .expect("child process");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out, stderr)
+    fn run(case: &str) -> (Option<ExitStatus>, String) {
+        let mut cmd = child::self_command(&[
+            "--exact",
+            "backend::native::overflow::tests::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        cmd.env(CHILD, case);
+        let out = child::run(cmd, "has overflowed its stack");
+        (out.status, out.stderr)
     }
 
-    fn signal(out: &Output) -> Option<i32> {
+    fn signal(status: Option<ExitStatus>) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
-        out.status.signal()
+        status.and_then(|s| s.signal())
     }
 
     #[test]
     fn overflow_on_a_thread_without_an_alternate_signal_stack_is_reported() {
-        let (out, stderr) = run("no_altstack");
+        let (status, stderr) = run("no_altstack");
         assert!(
             stderr.contains("a native coroutine has overflowed its stack"),
             "{stderr}"
         );
-        assert_eq!(signal(&out), Some(libc::SIGABRT), "{stderr}");
+        assert_eq!(signal(status), Some(libc::SIGABRT), "{stderr}");
     }
 
     #[test]
     fn other_faults_are_passed_on() {
-        let (out, stderr) = run("wild_pointer");
+        let (status, stderr) = run("wild_pointer");
         assert!(!stderr.contains("overflowed"), "{stderr}");
         assert!(
-            matches!(signal(&out), Some(libc::SIGSEGV | libc::SIGBUS)),
-            "died of {:?}: {stderr}",
-            out.status
+            matches!(signal(status), Some(libc::SIGSEGV | libc::SIGBUS)),
+            "died of {status:?}: {stderr}"
         );
     }
 
     #[test]
     fn thread_overflows_still_get_stds_report() {
-        let (out, stderr) = run("thread_overflow");
+        let (status, stderr) = run("thread_overflow");
         assert!(stderr.contains("has overflowed its stack"), "{stderr}");
         assert!(!stderr.contains("native coroutine"), "{stderr}");
-        assert_eq!(signal(&out), Some(libc::SIGABRT), "{stderr}");
+        assert_eq!(signal(status), Some(libc::SIGABRT), "{stderr}");
     }
 
     #[test]
