@@ -125,7 +125,7 @@ impl CoQueue {
     }
 
     fn block(&self, node: &Arc<Waiter>) {
-        node.block(|| {
+        let state = node.block(|| {
             let mut waiters = self.waiters.lock();
             if node.state() == WAITING {
                 wait::remove(&mut waiters, node);
@@ -135,6 +135,10 @@ impl CoQueue {
                 self.notify_one();
             }
         });
+        // A caller re-checks its condition and waits again: returning would spin.
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
     }
 }
 

@@ -86,6 +86,7 @@ mod coroutine;
 mod lock;
 pub mod pool;
 pub mod runloop;
+mod settings;
 mod sync;
 mod wait;
 

@@ -164,7 +164,7 @@ impl<T> CoMutex<T> {
             node
         };
         // Woken means handed the lock: `holder` is already us.
-        node.block(|| {
+        let state = node.block(|| {
             let next = {
                 let mut st = self.state.lock();
                 if node.state() == WAITING {
@@ -179,6 +179,9 @@ impl<T> CoMutex<T> {
                 next.wake();
             }
         });
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
         Self::take_value(&mut self.state.lock())
     }
 
@@ -555,7 +558,7 @@ impl<T> CoRwLock<T> {
 
     /// Waits until `node` (queued for `want`) is admitted.
     fn wait_granted(&self, node: &Arc<Waiter>, want: Want) {
-        node.block(|| {
+        let state = node.block(|| {
             let woken = {
                 let mut st = self.state.lock();
                 if node.state() == WAITING {
@@ -570,6 +573,9 @@ impl<T> CoRwLock<T> {
             };
             wait::wake_all(woken);
         });
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
     }
 
     fn unlock(&self, want: Want) {

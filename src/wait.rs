@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::coroutine::{in_coroutine, yield_now};
+use crate::coroutine::{current_is_dropped, in_coroutine, yield_now};
 use crate::runloop::{self, Task};
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Arc, Condvar, Mutex};
@@ -26,6 +26,11 @@ pub(crate) const WAITING: u32 = 0;
 pub(crate) const WOKEN: u32 = 1;
 /// The primitive gave up on the waiter (a channel disconnected).
 pub(crate) const CLOSED: u32 = 2;
+/// Returned by [`Waiter::block`], never stored: the waiting coroutine is being dropped, so nothing will enter it
+/// again; the wait was withdrawn (its cancel closure ran). A primitive that can report a failure does (a
+/// channel's send or receive); one that cannot (a lock, a queue) calls
+/// [`abandon_current`](crate::coroutine::abandon_current). See the crate documentation, "Rules".
+pub(crate) const DROPPED: u32 = 3;
 
 /// One wait of one coroutine (or thread). `slot` carries a value between the two sides (channels).
 pub(crate) struct Waiter<T = ()> {
@@ -120,13 +125,19 @@ impl<T> Waiter<T> {
 
     /// Waits until the node is no longer [`WAITING`]; returns its state. If the coroutine is unwound
     /// meanwhile (dropped while suspended), runs `cancel` first, which must (under the primitive's lock) take
-    /// the node out of the queue if it is still waiting, or hand on what it was given.
+    /// the node out of the queue if it is still waiting, or hand on what it was given. If the coroutine is
+    /// being dropped (a destructor on its unwinding stack waits), runs `cancel` and returns [`DROPPED`].
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
             Who::Task(_) => {
                 let mut on_unwind = OnUnwind(Some(cancel));
                 let mut state = self.state();
                 while state == WAITING {
+                    if current_is_dropped() {
+                        // Nobody will enter us again: withdraw (or pass on what just arrived) and say so.
+                        drop(on_unwind);
+                        return DROPPED;
+                    }
                     yield_now();
                     state = self.state();
                 }

@@ -11,8 +11,7 @@
 //! Beside these, a few hooks with defaults: the baton transitions a one-thread backend makes cheaper
 //! ([`ContextOps::claim`], [`ContextOps::yield_to_caller`]), the thread check ([`ContextOps::runs_here`]),
 //! dropping an unstarted body ([`ContextOps::discard_unstarted`]), and unwinding a dropped suspended coroutine
-//! ([`ContextOps::unwind`]: by default it is resumed and unwinds itself; the native backend raises corosensei's
-//! forced unwind into it instead).
+//! ([`ContextOps::unwind`]: by default it is resumed and unwinds itself).
 //!
 //! Everything else (the caller chain, the baton's phases, cancellation, panics, results) lives in
 //! [`crate::coroutine`] and is written once for all backends. One module per backend; the public [`Backend`]

@@ -23,7 +23,6 @@
 use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem::{self, ManuallyDrop};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use corosensei::stack::DefaultStack;
@@ -285,8 +284,10 @@ impl ContextOps for NativeContext {
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
         match running.resume(()) {
-            // `yield_local` has made the baton `Idle` already.
-            CoroutineResult::Yield(()) => Phase::Yielded,
+            // `yield_local` has made the baton `Idle` already; a coroutine abandoned during its drop (or under
+            // `panic = "abort"`) finished it before its last suspend.
+            CoroutineResult::Yield(()) if co.baton.phase() != Phase::Finished => Phase::Yielded,
+            CoroutineResult::Yield(()) => Phase::Finished,
             // The stack stays with the context until it is reused or dropped.
             CoroutineResult::Return(()) => {
                 co.baton.finish_local();
@@ -306,31 +307,18 @@ impl ContextOps for NativeContext {
     }
 
     #[inline]
-    fn suspend(&self, _co: &Control) -> Result<(), Cancelled> {
+    fn suspend(&self, co: &Control) -> Result<(), Cancelled> {
         let yielder = self.yielder.get();
         debug_assert!(!yielder.is_null());
         // SAFETY: `suspend` is called by the running coroutine (from `yield_now`), so its first frame, which
         // holds the `Yielder` that `yielder` points at, is live below us on this stack.
         unsafe { (*yielder).suspend(()) };
-        // A dropped coroutine is never resumed to unwind itself: `unwind` raises corosensei's forced unwind out
-        // of the `suspend` above instead.
-        Ok(())
-    }
-
-    /// Unwinds the suspended stack with corosensei's forced unwind, raised out of the coroutine's `suspend`
-    /// (whose check for it corosensei makes on every resume anyway).
-    fn unwind(&self, co: &Arc<Control>) -> Phase {
-        // SAFETY: as in `resume`: the caller holds the baton on the home thread.
-        let suspended = unsafe { &mut *self.switch.get() };
-        co.unwind_by_backend();
-        // corosensei re-raises here a panic raised during the unwind (the coroutine's entry frame passes every
-        // payload on while the backend unwinds), after the switch is done; the baton is finished either way.
-        let escaped = panic::catch_unwind(AssertUnwindSafe(|| suspended.force_unwind()));
-        co.baton.finish_local();
-        if let Err(payload) = escaped {
-            panic::resume_unwind(payload);
+        // A dropped coroutine is resumed to unwind itself (`coroutine.rs` raises its own forced unwind, which
+        // can also stop at a destructor's wait; corosensei's would be raised again there).
+        if co.baton.is_cancelled() {
+            return Err(Cancelled);
         }
-        Phase::Finished
+        Ok(())
     }
 
     fn discard_unstarted(&self) -> bool {
