@@ -83,6 +83,10 @@
 //!   wait that cannot fail (a contended [`CoMutex`] or [`CoRwLock`], [`CoQueue::wait`]) withdraws from the
 //!   queue and *abandons* the coroutine: control goes back to the dropper, and the rest of the stack stays
 //!   suspended for good (its remaining destructors never run, its thread or native stack is leaked).
+//! - **A loop dropped without unwinding its tasks** (a native loop dropped on another thread, or any loop under
+//!   `panic = "abort"`): the drop first withdraws every wait its tasks are in, so a lock is never handed to one
+//!   of them and a message never goes into one's slot (it goes to a live receiver, or stays queued); what such
+//!   a task holds (a lock guard, a receiver) stays with its leaked stack.
 //! - **Suspended during its own panic.** A destructor that runs while the body panics may yield. Dropping the
 //!   coroutine there lets that unwind finish: the yield returns, each destructor runs once, and the body's
 //!   payload then reaches the dropper as a panic (if the dropper is itself unwinding, it is reported on stderr

@@ -6,7 +6,9 @@
 //! the queue, gives it what it waited for (the lock, a message, a notification) and calls [`Waiter::set`];
 //! after releasing the primitive's lock it calls [`Waiter::wake`], which schedules the coroutine on its loop
 //! (or unparks the thread). Every change of a node's state happens under the lock of the primitive whose queue
-//! holds it; the waiter reads the state without that lock (an atomic), after it has been entered again.
+//! holds it, but one: a loop dropped without unwinding its tasks marks their waits [`DEAD`] (a compare-exchange
+//! from [`WAITING`], which a waker's [`Waiter::set`] also is, so exactly one of them wins) and wakers skip them.
+//! The waiter reads the state without that lock (an atomic), after it has been entered again.
 //!
 //! A coroutine can be entered while its node still says [`WAITING`] (somebody called
 //! [`wake`](crate::runloop::wake) on it for another reason): [`Waiter::block`] then yields again. If the
@@ -26,6 +28,10 @@ pub(crate) const WAITING: u32 = 0;
 pub(crate) const WOKEN: u32 = 1;
 /// The primitive gave up on the waiter (a channel disconnected).
 pub(crate) const CLOSED: u32 = 2;
+/// The waiting task was dropped without being unwound (its loop was dropped on another thread than a native
+/// task's own, or under `panic = "abort"`): the node stays in its queue until a waker meets it, and wakers skip
+/// it ([`Waiter::set`] fails), so that no lock or message goes to it. Set by [`withdraw`].
+pub(crate) const DEAD: u32 = 4;
 /// Returned by [`Waiter::block`], never stored: the waiting coroutine is being dropped, so nothing will enter it
 /// again; the wait was withdrawn (its cancel closure ran). A primitive that can report a failure does (a
 /// channel's send or receive); one that cannot (a lock, a queue) calls
@@ -34,7 +40,8 @@ pub(crate) const DROPPED: u32 = 3;
 
 /// One wait of one coroutine (or thread). `slot` carries a value between the two sides (channels).
 pub(crate) struct Waiter<T = ()> {
-    state: AtomicU32,
+    /// Shared with the waiting task while it waits (see [`withdraw`]).
+    state: Arc<AtomicU32>,
     who: Who,
     pub(crate) slot: Mutex<Option<T>>,
 }
@@ -87,7 +94,7 @@ impl<T> Waiter<T> {
             }
         };
         Arc::new(Waiter {
-            state: AtomicU32::new(WAITING),
+            state: Arc::new(AtomicU32::new(WAITING)),
             who,
             slot: Mutex::new(value),
         })
@@ -106,9 +113,20 @@ impl<T> Waiter<T> {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Waker, holding the primitive's lock: records the outcome. Call [`Waiter::wake`] after unlocking.
-    pub(crate) fn set(&self, state: u32) {
-        self.state.store(state, Ordering::Release);
+    /// Waker, holding the primitive's lock: records the outcome, unless the waiter is [`DEAD`] (then returns
+    /// false, and the waker must give what it meant for this node to the next one). Call [`Waiter::wake`] after
+    /// unlocking.
+    #[must_use = "a dead waiter must be skipped"]
+    pub(crate) fn set(&self, state: u32) -> bool {
+        self.state
+            .compare_exchange(WAITING, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether the node still waits for the primitive: [`WAITING`], or [`DEAD`] (withdrawn, but still in the
+    /// queue). A cancel closure takes such a node out of the queue; any other was given something.
+    pub(crate) fn is_queued(&self) -> bool {
+        matches!(self.state(), WAITING | DEAD)
     }
 
     /// Waker, after releasing the primitive's lock: makes the waiter run again.
@@ -129,7 +147,9 @@ impl<T> Waiter<T> {
     /// being dropped (a destructor on its unwinding stack waits), runs `cancel` and returns [`DROPPED`].
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
-            Who::Task(_) => {
+            Who::Task(task) => {
+                task.set_waiting(Some(self.state.clone()));
+                let _clear = OnUnwind(Some(|| task.set_waiting(None)));
                 let mut on_unwind = OnUnwind(Some(cancel));
                 let mut state = self.state();
                 while state == WAITING {
@@ -196,4 +216,10 @@ pub(crate) fn wake_all<T>(nodes: impl IntoIterator<Item = Arc<Waiter<T>>>) {
     for node in nodes {
         node.wake();
     }
+}
+
+/// Marks the wait whose state is `state` [`DEAD`] if it still waits: its task was dropped without unwinding,
+/// so wakers must skip it. (A node already given something keeps it: that is lost with the task's stack.)
+pub(crate) fn withdraw(state: &AtomicU32) {
+    let _ = state.compare_exchange(WAITING, DEAD, Ordering::AcqRel, Ordering::Acquire);
 }

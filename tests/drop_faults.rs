@@ -9,6 +9,7 @@
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+#[cfg(not(miri))]
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -296,4 +297,29 @@ fn unusable_settings_in_the_environment_are_reported() {
         &[("COTHREAD_SPIN_LIMIT", "64"), ("COTHREAD_MAX_IDLE", "4")],
     );
     assert!(!stderr.contains("COTHREAD_"), "stderr:\n{stderr}");
+}
+
+/// Issue 13, item 5: a loop whose tasks wait (for a contended `CoMutex`, in `recv`) is dropped on another
+/// thread. On the native backend its tasks cannot be unwound there, so the drop withdraws their waits: the mutex
+/// is not handed to a dead waiter, and a later message goes to a live receiver, not into a dead one's slot. On
+/// the thread backend the tasks are unwound on the dropping thread, with the same outcome.
+#[test]
+fn a_loop_dropped_on_another_thread_withdraws_its_tasks_waits() {
+    let mutex = Arc::new(CoMutex::new(0));
+    let guard = mutex.try_lock().expect("free");
+    let (tx, rx) = channel::bounded::<u32>(4);
+    let live = rx.clone();
+    let mut rl = RunLoop::new();
+    let m = mutex.clone();
+    rl.spawn(move || *m.lock() += 1);
+    rl.spawn(move || rx.recv().ok());
+    assert_eq!(rl.run_until_stalled(), 2);
+    std::thread::spawn(move || drop(rl))
+        .join()
+        .expect("dropping thread");
+    drop(guard);
+    assert!(!mutex.is_locked(), "the mutex went to a dropped task");
+    assert_eq!(*mutex.try_lock().expect("free"), 0);
+    tx.send(5).expect("a receiver is alive");
+    assert_eq!(live.try_recv(), Ok(5), "the message went to a dropped task");
 }

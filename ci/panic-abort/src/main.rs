@@ -110,12 +110,15 @@ fn drop_while_a_handle_runs_it(rounds: usize) {
     }
 }
 
-/// A loop is dropped while its tasks wait (on a channel, on a contended mutex): they are leaked and nothing
-/// aborts. (Withdrawing their wait-queue entries without unwinding them is issue 13, item 5, still open: a
-/// send after this would be accepted into the leaked receiver's slot, so it is not checked here.)
+/// A loop is dropped while its tasks wait (on a channel, on a contended mutex): they are leaked, nothing
+/// aborts, and their waits are withdrawn first: a mutex released later is not handed to a leaked task, and a
+/// later message goes to a live receiver, not into a leaked one's slot.
 fn loop_dropped_while_tasks_wait(backend: Backend) {
     let mutex = Arc::new(CoMutex::new(0));
-    let (_tx, rx) = channel::bounded::<u32>(1);
+    let (tx, rx) = channel::bounded::<u32>(1);
+    let live = rx.clone();
+    let other = Arc::new(CoMutex::new(0));
+    let held = other.try_lock().expect("free");
     let (_keep, never) = channel::bounded::<()>(1);
     let mut rl = RunLoop::new();
     let m = mutex.clone();
@@ -129,11 +132,22 @@ fn loop_dropped_while_tasks_wait(backend: Backend) {
         .expect("task");
     rl.spawn_with(builder(backend), move || rx.recv().ok())
         .expect("task");
-    assert_eq!(rl.run_until_stalled(), 3);
+    let o = other.clone();
+    rl.spawn_with(builder(backend), move || *o.lock() += 1)
+        .expect("task");
+    assert_eq!(rl.run_until_stalled(), 4);
     drop(rl);
     // The lock holder was leaked while holding the lock: under `panic = "abort"` its guard is never dropped,
     // so the mutex stays locked (as a leaked `MutexGuard` would keep a `std::sync::Mutex`).
     assert!(mutex.is_locked());
+    drop(held);
+    assert!(!other.is_locked(), "a mutex went to a leaked task");
+    tx.send(5).expect("a receiver is alive");
+    assert_eq!(
+        live.try_recv().ok(),
+        Some(5),
+        "a message went to a leaked task"
+    );
 }
 
 fn main() {
