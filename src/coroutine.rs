@@ -294,6 +294,10 @@ impl Builder {
         // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
         // has one of the right stack size: no allocation.
         #[cfg(feature = "native")]
+        if self.backend == Backend::Native {
+            crate::backend::native::unwind_orphans();
+        }
+        #[cfg(feature = "native")]
         let entry = match self.backend {
             Backend::Native if self.spec.name.is_none() => {
                 match crate::backend::native::reuse_spare(&self.spec, entry) {
@@ -801,7 +805,11 @@ fn drop_coroutine(co: &Arc<Control>) {
 fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
     if !ctx.runs_here(co, true) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
-        // so it is left as it is (leaked if suspended; a handle can still enter it there).
+        // which unwinds it later (a handle can still enter it there meanwhile). Under `panic = "abort"` it is
+        // leaked, as on its own thread.
+        if !cfg!(panic = "abort") && co.baton.phase() != Phase::Finished {
+            ctx.orphan(co);
+        }
         return;
     }
     if cfg!(panic = "abort") {
@@ -849,6 +857,22 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
             panic::resume_unwind(payload);
         }
     }
+}
+
+/// On its home thread, a native coroutine whose owner dropped it on another thread ([`ContextOps::orphan`]):
+/// dropped as its owner's drop would have, here. A panic from its unwind has nobody to reach: it is reported on
+/// stderr and dropped.
+#[cfg(feature = "native")]
+pub(crate) fn drop_orphan(co: Arc<Control>) {
+    if co.baton.phase() != Phase::Finished
+        && panic::catch_unwind(AssertUnwindSafe(|| drop_coroutine(&co))).is_err()
+    {
+        eprintln!(
+            "cothread: a panic while unwinding a coroutine dropped on another thread; discarded"
+        );
+    }
+    // Not kept as a spare: this may run while the thread exits.
+    crate::backend::native::retire(co, false);
 }
 
 /// The owner's claim of a coroutine it cancelled, which was suspended when it looked: true once the owner holds

@@ -51,6 +51,8 @@ fn child() {
         "send_in_unwind" => full_channel_send_in_a_destructor_during_the_loop_drop(),
         "lock_in_unwind" => contended_lock_in_a_destructor_during_the_loop_drop(),
         "suspended_in_own_panic" => suspended_in_a_destructor_during_its_own_panic(),
+        #[cfg(feature = "native")]
+        "orphans" => orphans_go_back_to_their_home_thread(),
         "settings" => {
             // Reading them is what warns (once each).
             let _ = cothread::spin_limit();
@@ -322,4 +324,81 @@ fn a_loop_dropped_on_another_thread_withdraws_its_tasks_waits() {
     assert_eq!(*mutex.try_lock().expect("free"), 0);
     tx.send(5).expect("a receiver is alive");
     assert_eq!(live.try_recv(), Ok(5), "the message went to a dropped task");
+}
+
+/// Stacks in use by native coroutines: made, minus unmapped, minus idle in the pool.
+#[cfg(feature = "native")]
+fn live_native_stacks() -> u64 {
+    let stats = cothread::pool::native_stats();
+    stats.created - stats.exited - stats.idle as u64
+}
+
+/// Issue 13, item 6: suspended native coroutines dropped on another thread are unwound by their home thread,
+/// at its next creation of a native coroutine, or when it exits: their destructors run there and their stacks
+/// go back to the pool.
+#[cfg(feature = "native")]
+fn orphans_go_back_to_their_home_thread() {
+    use std::sync::mpsc;
+    const N: usize = 50;
+    let before = live_native_stacks();
+    for home_exits in [false, true] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (to_dropper, suspended) = mpsc::channel::<Coroutine>();
+        let (dropped_tx, dropped) = mpsc::channel::<()>();
+        let d = drops.clone();
+        let home = std::thread::spawn(move || {
+            let home = std::thread::current().id();
+            for _ in 0..N {
+                let guard = Counted(d.clone());
+                let mut co = Builder::new()
+                    .backend(Backend::Native)
+                    .spawn(move || {
+                        let _guard = guard;
+                        loop {
+                            yield_now();
+                            // Destructors of an orphan run on its home thread.
+                            assert_eq!(std::thread::current().id(), home);
+                        }
+                    })
+                    .expect("native coroutine");
+                assert_eq!(co.enter(), Resume::Yielded);
+                to_dropper.send(co).expect("send");
+            }
+            drop(to_dropper);
+            dropped.recv().expect("dropped");
+            if !home_exits {
+                // The next cothread call unwinds them.
+                assert_eq!(d.load(Ordering::SeqCst), 0);
+                let mut co = Builder::new()
+                    .backend(Backend::Native)
+                    .spawn(|| ())
+                    .expect("native coroutine");
+                assert_eq!(d.load(Ordering::SeqCst), N);
+                assert_eq!(co.enter(), Resume::Returned(()));
+            }
+        });
+        let orphans: Vec<Coroutine> = suspended.iter().collect();
+        assert_eq!(orphans.len(), N);
+        drop(orphans);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "unwound on the wrong thread"
+        );
+        assert!(live_native_stacks() >= before + N as u64);
+        dropped_tx.send(()).expect("signal");
+        home.join().expect("home thread");
+        assert_eq!(drops.load(Ordering::SeqCst), N, "exits: {home_exits}");
+        assert!(
+            live_native_stacks() <= before,
+            "stacks still in use: {} (before: {before}), exits: {home_exits}",
+            live_native_stacks()
+        );
+    }
+}
+
+#[test]
+#[cfg(all(feature = "native", not(miri)))]
+fn orphaned_native_coroutines_are_unwound_by_their_home_thread() {
+    run_child("orphans", &[]);
 }

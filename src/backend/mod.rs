@@ -81,6 +81,14 @@ pub(crate) trait ContextOps: Sized {
         let _ = (co, owner);
         true
     }
+    /// Called by the owner's drop on a thread where the context does not run ([`runs_here`] false), for a
+    /// coroutine that has not finished: hands a reference to the context's own thread, which unwinds it there.
+    /// Only a backend whose contexts are tied to a thread gets here.
+    ///
+    /// [`runs_here`]: ContextOps::runs_here
+    fn orphan(&self, co: &Arc<Control>) {
+        let _ = co;
+    }
 }
 
 /// The context of one coroutine, whichever backend made it.

@@ -119,7 +119,59 @@ fn new_thread_token() -> u64 {
     THREAD_TOKEN.with(|t| t.set(token));
     #[cfg(unix)]
     overflow::prepare_thread();
+    // Registers the thread-exit hook that unwinds the orphans still waiting for this thread.
+    let _ = ORPHAN_EXIT.try_with(|_| ());
     token
+}
+
+/// Suspended native coroutines whose owner dropped them on a thread other than their home, each with its
+/// home's token: only the home can unwind them ([`unwind_orphans`]).
+static ORPHANS: std::sync::Mutex<Vec<(u64, Arc<Control>)>> = std::sync::Mutex::new(Vec::new());
+/// How many coroutines `ORPHANS` holds: a home thread's check costs one load while there are none.
+static ORPHAN_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Hands an orphan to its home thread (see [`ORPHANS`]).
+fn adopt(home: u64, co: Arc<Control>) {
+    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+    orphans.push((home, co));
+    ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
+}
+
+/// On a home thread: unwinds the orphans handed to it (their destructors run here, their stacks go back to the
+/// pool). Called when the thread creates a native coroutine and when it exits.
+pub(crate) fn unwind_orphans() {
+    if ORPHAN_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let me = THREAD_TOKEN.with(Cell::get);
+    let mine: Vec<Arc<Control>> = {
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, others) = mem::take(&mut *orphans)
+            .into_iter()
+            .partition(|(home, _)| *home == me);
+        *orphans = others;
+        ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
+        mine
+    }
+    .into_iter()
+    .map(|(_, co)| co)
+    .collect();
+    for co in mine {
+        crate::coroutine::drop_orphan(co);
+    }
+}
+
+/// Unwinds this thread's orphans when it exits.
+struct OrphanExit;
+
+impl Drop for OrphanExit {
+    fn drop(&mut self) {
+        unwind_orphans();
+    }
+}
+
+std::thread_local! {
+    static ORPHAN_EXIT: OrphanExit = const { OrphanExit };
 }
 
 /// The first frame of a native coroutine's stack: records the `Yielder`, then runs the entry.
@@ -333,6 +385,10 @@ impl ContextOps for NativeContext {
         true
     }
 
+    fn orphan(&self, co: &Arc<Control>) {
+        adopt(self.home.load(Ordering::Relaxed), Arc::clone(co));
+    }
+
     #[inline]
     fn runs_here(&self, co: &Arc<Control>, owner: bool) -> bool {
         self.home.load(Ordering::Relaxed) == THREAD_TOKEN.with(Cell::get) || self.bind(co, owner)
@@ -364,9 +420,10 @@ impl Drop for NativeContext {
         if switch.done() {
             stacks::give_back(self.size, switch.into_stack());
         } else {
-            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another
-            // thread): it can only be unwound on its home thread, and this may not be it. Leak it rather than
-            // let corosensei's own drop unwind it here.
+            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"`, or abandoned during
+            // its drop): it can only be unwound on its home thread, and this may not be it. Leak it rather than
+            // let corosensei's own drop unwind it here. (One dropped on another thread is an orphan, unwound by
+            // its home thread before it gets here.)
             mem::forget(switch);
         }
     }
