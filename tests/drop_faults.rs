@@ -76,6 +76,16 @@ impl Drop for Counted {
     }
 }
 
+/// Yields in its destructor, then counts that the destructor went on.
+struct YieldOnDrop(Arc<AtomicUsize>);
+
+impl Drop for YieldOnDrop {
+    fn drop(&mut self) {
+        yield_now();
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Issue 13, item 1: the owner drops a coroutine while another thread keeps entering it through a handle.
 /// The drop never panics, the coroutine is unwound exactly once (by whichever enter comes next), and the body's
 /// captures are all dropped.
@@ -123,13 +133,6 @@ fn dropping_while_a_handle_enters_from_another_thread() {
 /// Issue 13, item 2: a destructor on the stack of a coroutine being dropped calls `yield_now`, which returns at
 /// once (it cannot suspend: nobody would enter it again); the unwind goes on.
 fn yield_in_a_destructor_during_the_drop() {
-    struct YieldOnDrop(Arc<AtomicUsize>);
-    impl Drop for YieldOnDrop {
-        fn drop(&mut self) {
-            yield_now();
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let done = Arc::new(AtomicUsize::new(0));
     let d = YieldOnDrop(done.clone());
     let mut co = Coroutine::new(move || {
@@ -230,13 +233,6 @@ fn a_contended_lock_in_a_destructor_during_the_drop_abandons_the_task() {
 /// there: the unwind already under way finishes (the destructor returns from its yield and runs once), and
 /// the original payload reaches the dropper.
 fn suspended_in_a_destructor_during_its_own_panic() {
-    struct YieldOnDrop(Arc<AtomicUsize>);
-    impl Drop for YieldOnDrop {
-        fn drop(&mut self) {
-            yield_now();
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let done = Arc::new(AtomicUsize::new(0));
     let d = YieldOnDrop(done.clone());
     let mut co = Coroutine::new(move || {
