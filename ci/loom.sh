@@ -37,6 +37,7 @@ PLANTED=(
   "relaxed_yield|lifecycle_two_yields panic_reaches_enterer|Causality violation"
   "coroutine_wakes_on_idle|lifecycle_two_yields nested_chain|Causality violation|two threads of one caller chain run at once"
   "claim_drops_cancel|drop_suspended|co: resumed after the drop"
+  "drop_loses_claim_race|drop_races_a_handle_enter|coroutine re-entered recursively"
 )
 
 failed=0

@@ -7,8 +7,9 @@
 //!
 //! # Invariants
 //! - Phase moves only along `Idle -> Running` (an enterer's [`Baton::claim`]), `Running -> Yielded | Finished`
-//!   (the coroutine, in [`Baton::yield_to_caller`] / [`Baton::finish`]) and `Yielded -> Idle` (the enterer
-//!   that was waiting, in [`Baton::wait_for_caller`]). `Finished` is final.
+//!   (the coroutine, in [`Baton::yield_to_caller`] / [`Baton::finish`]), `Yielded -> Idle` (the enterer
+//!   that was waiting, in [`Baton::wait_for_caller`]) and, under `panic = "abort"` only, `Idle -> Finished`
+//!   (the owner's drop, in [`Baton::abandon`]). `Finished` is final.
 //! - `PARKED` is set only by a thread that holds its side's `lock` and goes on to wait on that side's `cvar`
 //!   without releasing it in between. Every transition that a parked thread waits for clears `PARKED` in the
 //!   same atomic step and, if it was set, takes the waiting side's `lock` before notifying, so the wake-up
@@ -77,13 +78,14 @@ fn phase_of(state: u32) -> Phase {
 /// threads that once parked stay in park mode; see the README for the figures.
 pub const DEFAULT_SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 2048 };
 
+/// The largest `COTHREAD_SPIN_LIMIT` taken (about 40 ms of spinning); a larger one is cut to this, with a warning.
+const MAX_ENV_SPIN_LIMIT: u32 = 1_000_000;
+
 crate::sync::global! {
     /// `COTHREAD_SPIN_LIMIT`, read on first use, overrides the default.
     static SPIN_LIMIT: AtomicU32 = AtomicU32::new(
-        std::env::var("COTHREAD_SPIN_LIMIT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_SPIN_LIMIT),
+        crate::settings::env_number("COTHREAD_SPIN_LIMIT", DEFAULT_SPIN_LIMIT.into(), MAX_ENV_SPIN_LIMIT.into())
+            as u32,
     );
 }
 
@@ -256,6 +258,20 @@ impl Baton {
         } else {
             self.state.fetch_and(!NESTED, Ordering::Relaxed);
         }
+    }
+
+    /// Owner, under `panic = "abort"`: `Idle -> Finished` without running the coroutine again, which then never
+    /// runs: a suspended coroutine's thread keeps waiting for `Running` (parked, if it had parked: nobody
+    /// wakes it). On failure returns the phase found.
+    pub(crate) fn abandon(&self) -> Result<(), Phase> {
+        let cur = self.state.load(Ordering::Acquire);
+        if cur & PHASE_MASK != IDLE {
+            return Err(phase_of(cur));
+        }
+        self.state
+            .compare_exchange(cur, FINISHED, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(|_| Phase::Idle)
     }
 
     /// Owner: marks the coroutine cancelled. Returns the phase it had.

@@ -38,7 +38,7 @@ use std::error::Error;
 use std::fmt;
 
 use crate::sync::{Arc, Mutex};
-use crate::wait::{self, CLOSED, Outside, WAITING, WOKEN, Waiter};
+use crate::wait::{self, CLOSED, Outside, WOKEN, Waiter};
 
 /// A channel holding at most `cap` messages; `cap == 0` makes every send wait for a receiver (rendezvous).
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
@@ -94,10 +94,15 @@ impl<T> State<T> {
         if self.receivers == 0 {
             return Offer::Disconnected(value);
         }
-        if let Some(receiver) = self.recv_waiters.pop_front() {
-            *receiver.slot.lock() = Some(value);
-            receiver.set(WOKEN);
-            return Offer::Done(Some(receiver));
+        // A dead receiver (withdrawn, see `wait::DEAD`) is skipped; the slot's lock is held across the check and
+        // the delivery, so the receiver never sees `WOKEN` with an empty slot.
+        while let Some(receiver) = self.recv_waiters.pop_front() {
+            let mut slot = receiver.slot.lock();
+            if receiver.set(WOKEN) {
+                *slot = Some(value);
+                drop(slot);
+                return Offer::Done(Some(receiver));
+            }
         }
         if cap.is_none_or(|cap| self.buf.len() < cap) {
             self.buf.push_back(value);
@@ -110,36 +115,44 @@ impl<T> State<T> {
     /// a waiting sender (rendezvous). Also returns the sender to wake, if any.
     fn take(&mut self) -> Option<(T, Option<Arc<Waiter<T>>>)> {
         if let Some(value) = self.buf.pop_front() {
-            let sender = self.send_waiters.pop_front();
-            if let Some(sender) = &sender {
-                if let Some(next) = sender.slot.lock().take() {
-                    self.buf.push_back(next);
+            // The first live sender refills the buffer (a dead one's message is dropped with its node).
+            while let Some(sender) = self.send_waiters.pop_front() {
+                let mut slot = sender.slot.lock();
+                if sender.set(WOKEN) {
+                    if let Some(next) = slot.take() {
+                        self.buf.push_back(next);
+                    }
+                    drop(slot);
+                    return Some((value, Some(sender)));
                 }
-                sender.set(WOKEN);
             }
-            return Some((value, sender));
+            return Some((value, None));
         }
-        let sender = self.send_waiters.pop_front()?;
-        let value = sender.slot.lock().take();
-        sender.set(WOKEN);
-        // A waiting sender always holds its message.
-        value.map(|value| (value, Some(sender)))
+        loop {
+            let sender = self.send_waiters.pop_front()?;
+            let mut slot = sender.slot.lock();
+            if sender.set(WOKEN) {
+                // A waiting sender always holds its message.
+                let value = slot.take();
+                drop(slot);
+                return value.map(|value| (value, Some(sender)));
+            }
+        }
     }
 
     /// Gives a message back to the channel, first in line: to the next waiting receiver, or the buffer's
     /// front. Returns the receiver to wake.
     fn give_back(&mut self, value: T) -> Option<Arc<Waiter<T>>> {
-        match self.recv_waiters.pop_front() {
-            Some(receiver) => {
-                *receiver.slot.lock() = Some(value);
-                receiver.set(WOKEN);
-                Some(receiver)
-            }
-            None => {
-                self.buf.push_front(value);
-                None
+        while let Some(receiver) = self.recv_waiters.pop_front() {
+            let mut slot = receiver.slot.lock();
+            if receiver.set(WOKEN) {
+                *slot = Some(value);
+                drop(slot);
+                return Some(receiver);
             }
         }
+        self.buf.push_front(value);
+        None
     }
 }
 
@@ -185,7 +198,7 @@ impl<T> Sender<T> {
         };
         node.block(|| {
             let mut st = self.chan.state.lock();
-            if node.state() == WAITING {
+            if node.is_queued() {
                 // Dropped while waiting: the message is dropped with the node, never delivered.
                 wait::remove(&mut st.send_waiters, &node);
             }
@@ -257,7 +270,7 @@ impl<T> Receiver<T> {
         node.block(|| {
             let receiver = {
                 let mut st = self.chan.state.lock();
-                if node.state() == WAITING {
+                if node.is_queued() {
                     wait::remove(&mut st.recv_waiters, &node);
                     None
                 } else {
@@ -345,7 +358,7 @@ impl<T> Drop for Sender<T> {
                 return;
             }
             for node in &st.recv_waiters {
-                node.set(CLOSED);
+                let _ = node.set(CLOSED);
             }
             st.recv_waiters.drain(..).collect()
         };
@@ -362,7 +375,7 @@ impl<T> Drop for Receiver<T> {
                 return;
             }
             for node in &st.send_waiters {
-                node.set(CLOSED);
+                let _ = node.set(CLOSED);
             }
             (
                 st.send_waiters.drain(..).collect(),

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::coroutine::in_coroutine;
 use crate::lock::Relock;
 use crate::sync::{Arc, Mutex};
-use crate::wait::{self, Outside, WAITING, Waiter};
+use crate::wait::{self, Outside, Waiter};
 
 /// A queue of coroutines waiting for a condition (QEMU's `CoQueue`): [`wait`](CoQueue::wait) releases a lock,
 /// suspends the coroutine until [`notify_one`](CoQueue::notify_one) or [`notify_all`](CoQueue::notify_all)
@@ -80,9 +80,11 @@ impl CoQueue {
     pub fn notify_one(&self) -> bool {
         let node = {
             let mut waiters = self.waiters.lock();
-            let node = waiters.pop_front();
-            if let Some(node) = &node {
-                node.set(wait::WOKEN);
+            // Dead waiters (see `wait::DEAD`) are skipped.
+            let mut node = waiters.pop_front();
+            while let Some(dead) = node.take_if(|n| !n.set(wait::WOKEN)) {
+                drop(dead);
+                node = waiters.pop_front();
             }
             node
         };
@@ -100,9 +102,7 @@ impl CoQueue {
     pub fn notify_all(&self) -> usize {
         let all: Vec<_> = {
             let mut waiters = self.waiters.lock();
-            for node in waiters.iter() {
-                node.set(wait::WOKEN);
-            }
+            waiters.retain(|node| node.set(wait::WOKEN));
             waiters.drain(..).collect()
         };
         let n = all.len();
@@ -125,9 +125,9 @@ impl CoQueue {
     }
 
     fn block(&self, node: &Arc<Waiter>) {
-        node.block(|| {
+        let state = node.block(|| {
             let mut waiters = self.waiters.lock();
-            if node.state() == WAITING {
+            if node.is_queued() {
                 wait::remove(&mut waiters, node);
             } else {
                 // Notified but dropped before running: the notification goes to the next waiter.
@@ -135,6 +135,10 @@ impl CoQueue {
                 self.notify_one();
             }
         });
+        // A caller re-checks its condition and waits again: returning would spin.
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
     }
 }
 

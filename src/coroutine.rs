@@ -18,7 +18,7 @@ use std::panic::{self, AssertUnwindSafe};
 use crate::backend::{Backend, Context, ContextOps, with_context};
 use crate::baton::{Baton, Phase};
 use crate::pool::Spec;
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, thread};
 
@@ -75,19 +75,16 @@ type Payload = Box<dyn Any + Send>;
 const NOT_UNWINDING: u8 = 0;
 /// `Control::unwinding`: `yield_now` raised our [`ForcedUnwind`].
 const UNWINDING: u8 = 1;
-/// `Control::unwinding`: the backend unwinds the stack with a payload of its own, which the entry frame lets
-/// pass to the backend's root frame.
-const BACKEND_UNWINDING: u8 = 2;
 
 /// A coroutine's control block: one allocation per coroutine. The body itself is not here: the backend keeps it
 /// until it runs (on the native stack, or in the thread backend's start message).
 ///
 /// Invariants:
 /// - `baton` is the only record of the coroutine's phase;
-/// - `unwinding` leaves [`NOT_UNWINDING`] once the forced unwind has been raised: [`UNWINDING`] when `yield_now`
-///   raised ours, [`BACKEND_UNWINDING`] when the backend unwinds the stack its own way
-///   ([`ContextOps::unwind`]: corosensei's forced unwind on the native backend). Touched only by the coroutine
-///   and, on the native backend, by its dropper on the same thread just before the unwind;
+/// - `unwinding` becomes [`UNWINDING`] once `yield_now` has raised the forced unwind; touched only by the
+///   coroutine;
+/// - `yielded_panicking` says whether the thread was panicking at the coroutine's last yield (on the thread
+///   backend: the coroutine was unwinding; see [`cancelled`]); touched only by the coroutine;
 /// - `out` is written only where the claim does not itself start the coroutine
 ///   ([`ContextOps::CLAIM_STARTS`] false: the native backend), by each enterer after its claim succeeds and
 ///   before it resumes the coroutine: the owner's own slot for the value (an `Option<R>` of the owner's `R`)
@@ -108,6 +105,7 @@ pub(crate) struct Control {
     id: AtomicU64,
     name: Option<String>,
     unwinding: AtomicU8,
+    yielded_panicking: AtomicBool,
     out: UnsafeCell<Out>,
     stash: UnsafeCell<Option<Box<dyn Value>>>,
     panic: UnsafeCell<Option<Payload>>,
@@ -296,6 +294,10 @@ impl Builder {
         // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
         // has one of the right stack size: no allocation.
         #[cfg(cothread_native)]
+        if self.backend == Backend::Native {
+            crate::backend::native::unwind_orphans();
+        }
+        #[cfg(cothread_native)]
         let entry = match self.backend {
             Backend::Native if self.spec.name.is_none() => {
                 match crate::backend::native::reuse_spare(&self.spec, entry) {
@@ -318,6 +320,7 @@ impl Builder {
             id: AtomicU64::new(next_id()),
             name: self.spec.name,
             unwinding: AtomicU8::new(NOT_UNWINDING),
+            yielded_panicking: AtomicBool::new(false),
             out: UnsafeCell::new(Out::NONE),
             stash: UnsafeCell::new(None),
             panic: UnsafeCell::new(None),
@@ -330,14 +333,6 @@ impl Builder {
 }
 
 impl Control {
-    /// Called by a backend's [`ContextOps::unwind`] on the coroutine's thread, just before it unwinds the
-    /// suspended stack with a payload of its own: the entry frame lets that payload pass on to the backend, and a
-    /// `yield_now` during the unwind panics.
-    #[cfg(cothread_native)]
-    pub(crate) fn unwind_by_backend(&self) {
-        self.unwinding.store(BACKEND_UNWINDING, Ordering::Relaxed);
-    }
-
     /// Readies the control block of a finished native coroutine, about to become a spare, for a new coroutine
     /// (which gives it a new id): phase `Idle`, and nothing left of the last body (a value its owner never
     /// took is dropped now, as it would have been with the block).
@@ -349,6 +344,7 @@ impl Control {
     pub(crate) unsafe fn renew(&self) {
         self.baton.reset_local();
         self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
+        self.yielded_panicking.store(false, Ordering::Relaxed);
         // SAFETY: the caller holds the only reference: nobody else touches the cells.
         unsafe {
             self.out.with_mut(|out| *out = Out::NONE);
@@ -380,10 +376,6 @@ where
             });
         }
         Err(payload) if payload.is::<ForcedUnwind>() => {}
-        // The backend's own forced unwind (or a panic raised during it), for the backend's root frame to sort out.
-        Err(payload) if co.unwinding.load(Ordering::Relaxed) == BACKEND_UNWINDING => {
-            panic::resume_unwind(payload)
-        }
         // SAFETY: the payload is the coroutine's to write until it finishes.
         Err(payload) => co.panic.with_mut(|p| unsafe { *p = Some(payload) }),
     }
@@ -696,14 +688,16 @@ pub fn yield_now() {
     // reference keeps alive while it runs (see `CURRENT`), that is for this whole call: the coroutine runs
     // whenever this code does.
     let co: &Control = unsafe { &*ptr };
+    co.yielded_panicking
+        .store(std::thread::panicking(), Ordering::Relaxed);
     with_context!(&co.context, ctx => {
         if ctx.yield_to_caller(&co.baton).is_err() {
-            forced_unwind(co);
+            return cancelled(co, ctx);
         }
         // `CURRENT` is `co` again when this returns: on a thread of its own nobody else changed it, and on the
         // enterer's thread the enterer set it before switching back in.
         if ctx.suspend(co).is_err() {
-            forced_unwind(co);
+            cancelled(co, ctx);
         }
     });
 }
@@ -713,13 +707,59 @@ fn yield_outside() -> ! {
     panic!("{YIELD_OUTSIDE}");
 }
 
-/// Unwinds a coroutine whose owner dropped it, back to its entry frame.
+/// A yield of a coroutine whose owner dropped it (the rules are in the crate documentation, "Rules"): it never
+/// suspends again. A coroutine whose stack is already unwinding (the forced unwind, or a panic of its own that
+/// a destructor yielded in) is in a destructor: raising there would abort the process, so the yield returns at
+/// once and the unwind goes on. Otherwise the forced unwind starts here; under `panic = "abort"` the coroutine
+/// is abandoned instead.
+///
+/// "Already unwinding" is `thread::panicking()`, which on the native backend is the home thread's: there it
+/// also counts when the thread was panicking at the last yield (a coroutine suspended in a destructor during
+/// its own panic keeps its thread panicking), or when our forced unwind has been raised.
 #[cold]
-fn forced_unwind(co: &Control) -> ! {
-    if co.unwinding.swap(UNWINDING, Ordering::Relaxed) != NOT_UNWINDING {
+fn cancelled<C: ContextOps>(co: &Control, ctx: &C) {
+    if cfg!(panic = "abort") {
+        abandon(co, ctx);
+    }
+    let unwinding = co.unwinding.load(Ordering::Relaxed) != NOT_UNWINDING;
+    let own_unwind = C::CLAIM_STARTS || unwinding || co.yielded_panicking.load(Ordering::Relaxed);
+    if own_unwind && std::thread::panicking() {
+        return;
+    }
+    if unwinding {
         panic!("{YIELD_WHILE_DROPPED}");
     }
+    co.unwinding.store(UNWINDING, Ordering::Relaxed);
     panic::resume_unwind(Box::new(ForcedUnwind));
+}
+
+/// Gives up a coroutine that its owner dropped and that cannot go on (a wait no one can satisfy during the
+/// drop, or any yield under `panic = "abort"`): control goes back to its enterer as if it had finished, and
+/// its stack stays suspended for good (leaked, with the destructors still on it). The caller is the running
+/// coroutine and has withdrawn from every wait queue.
+#[cold]
+fn abandon<C: ContextOps>(co: &Control, ctx: &C) -> ! {
+    co.baton.finish();
+    loop {
+        // Never entered again: a thread-backed coroutine waits for good, a native one is never resumed.
+        let _ = ctx.suspend(co);
+    }
+}
+
+/// [`abandon`] for the coroutine running on this thread: see [`crate::wait::DROPPED`].
+pub(crate) fn abandon_current() -> ! {
+    let ptr = current_ptr();
+    assert!(!ptr.is_null(), "abandon_current outside a coroutine");
+    // SAFETY: as in `yield_now`.
+    let co: &Control = unsafe { &*ptr };
+    with_context!(&co.context, ctx => abandon(co, ctx))
+}
+
+/// Whether the coroutine running on this thread is being dropped (its owner cancelled it), so that a wait can
+/// never be satisfied: it will not be entered again after it yields.
+pub(crate) fn current_is_dropped() -> bool {
+    // SAFETY: as in `yield_now`.
+    unsafe { current_ptr().as_ref() }.is_some_and(|co| co.baton.is_cancelled())
 }
 
 /// Whether the caller runs inside a coroutine (`qemu_in_coroutine`).
@@ -765,14 +805,21 @@ fn drop_coroutine(co: &Arc<Control>) {
 fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
     if !ctx.runs_here(co, true) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
-        // so it is left as it is (leaked if suspended; a handle can still enter it there).
+        // which unwinds it later (a handle can still enter it there meanwhile). Under `panic = "abort"` it is
+        // leaked, as on its own thread.
+        if !cfg!(panic = "abort") && co.baton.phase() != Phase::Finished {
+            ctx.orphan(co);
+        }
         return;
+    }
+    if cfg!(panic = "abort") {
+        return abandon_suspended(co, ctx);
     }
     match co.baton.cancel() {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}
     }
-    if claim(co, ctx, true).is_err() {
+    if !claim_to_drop(co, ctx) {
         return;
     }
     // Finished even if the body's destructor panics.
@@ -787,13 +834,6 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         return;
     }
     mem::forget(finish);
-    if cfg!(panic = "abort") {
-        // No unwinding: the suspended stack cannot be unwound. Mark the coroutine finished without running it
-        // again: its thread stays parked for good and its stack's destructors never run (a leak), rather than
-        // abort the process.
-        co.baton.finish();
-        return;
-    }
     if !C::CLAIM_STARTS {
         // SAFETY: as in `run_claimed`.
         co.out.with_mut(|slot| unsafe { *slot = Out::NONE });
@@ -815,6 +855,64 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
             eprintln!("cothread: a coroutine panicked while being dropped during a panic");
         } else {
             panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// On its home thread, a native coroutine whose owner dropped it on another thread ([`ContextOps::orphan`]):
+/// dropped as its owner's drop would have, here. A panic from its unwind has nobody to reach: it is reported on
+/// stderr and dropped.
+#[cfg(cothread_native)]
+pub(crate) fn drop_orphan(co: Arc<Control>) {
+    if co.baton.phase() != Phase::Finished
+        && panic::catch_unwind(AssertUnwindSafe(|| drop_coroutine(&co))).is_err()
+    {
+        eprintln!(
+            "cothread: a panic while unwinding a coroutine dropped on another thread; discarded"
+        );
+    }
+    // Not kept as a spare: this may run while the thread exits.
+    crate::backend::native::retire(co, false);
+}
+
+/// The owner's claim of a coroutine it cancelled, which was suspended when it looked: true once the owner holds
+/// the baton. False if somebody else got there first: an enterer on another thread (through a handle) that
+/// claimed it meanwhile runs it, and its next yield unwinds it there (the cancel is sticky); or it finished.
+fn claim_to_drop<C: ContextOps>(co: &Control, ctx: &C) -> bool {
+    loop {
+        match ctx.claim(&co.baton) {
+            Ok(()) => return true,
+            // Planted bug (loom-tests/README.md): the owner takes a handle's claim for a recursive enter.
+            #[cfg(cothread_planted_bug = "drop_loses_claim_race")]
+            Err(Phase::Running) => panic!("{REENTERED}"),
+            Err(Phase::Running | Phase::Finished) => return false,
+            // Yielded to a handle's enterer that has not taken control back yet.
+            Err(Phase::Yielded) => thread::yield_now(),
+            Err(Phase::Idle) => {}
+        }
+    }
+}
+
+/// Dropping an unfinished coroutine under `panic = "abort"`, where nothing can unwind: one that never ran has
+/// its body dropped unrun; a suspended one is marked finished without running again (its thread stays parked,
+/// or its stack suspended, for good: a leak); one running elsewhere is cancelled and abandons itself at its next
+/// yield ([`cancelled`]).
+fn abandon_suspended<C: ContextOps>(co: &Control, ctx: &C) {
+    loop {
+        match co.baton.abandon() {
+            Ok(()) => {
+                // The phase `Finished` keeps every enterer away, as the baton would.
+                ctx.discard_unstarted();
+                return;
+            }
+            Err(Phase::Running) => {
+                if co.baton.cancel() == Phase::Running {
+                    return;
+                }
+            }
+            Err(Phase::Yielded) => thread::yield_now(),
+            Err(Phase::Finished) => return,
+            Err(Phase::Idle) => {}
         }
     }
 }

@@ -53,7 +53,7 @@
 //!   those of the thread that runs it.
 //! - **One thread**: a native coroutine runs only on the thread that first entered it. Entering it from another
 //!   thread panics ("entered a native coroutine on a thread other than the one it runs on"); dropping a
-//!   suspended one on another thread leaks it (its stack's destructors never run) instead of unwinding it there.
+//!   suspended one on another thread hands it to its own thread, which unwinds it (see "Rules").
 //!   [`Coroutine`] stays `Send` (it can be created on one thread and started on another): its stack never runs
 //!   anywhere but its own thread, so nothing on it is ever touched by two threads.
 //! - **Stack overflow** hits the guard page and aborts the process with "has overflowed its stack".
@@ -71,11 +71,33 @@
 //! - A panic inside a coroutine reaches whoever entered it, with the original payload; the coroutine has then
 //!   finished.
 //! - Dropping a suspended coroutine unwinds its stack from the pending [`yield_now`] (a private payload that
-//!   the coroutine's first frame catches; on the native backend, corosensei's forced unwind), so the destructors
-//!   there run, and its thread (or stack) goes back to the pool.
+//!   the coroutine's first frame catches), so the destructors there run, and its thread (or stack) goes back to
+//!   the pool. If another thread enters it through a handle meanwhile, whichever claims it first unwinds it,
+//!   once (the handle's enter then returns as if it had finished); the drop does not panic.
 //!   A body that catches that unwind and yields again gets a panic ("a coroutine being dropped caught its
 //!   forced unwind and yielded again"), which reaches the dropper. Under `panic = "abort"` nothing can unwind:
-//!   dropping a suspended coroutine then leaks it (its thread stays parked, its destructors never run).
+//!   dropping a suspended coroutine then leaks it (its thread stays parked, or its stack suspended, and its
+//!   destructors never run); one running on another thread (entered through a handle) is leaked at its next
+//!   yield, which returns control to its enterer as if it had finished.
+//! - **Waiting while being dropped.** A coroutine that is being dropped is never entered again, so a
+//!   destructor on its unwinding stack cannot wait: [`yield_now`] returns at once; a channel's `send` or `recv`
+//!   that would wait returns its error instead (a send gives its message back); a sleep returns at once; a
+//!   wait that cannot fail (a contended [`CoMutex`] or [`CoRwLock`], [`CoQueue::wait`]) withdraws from the
+//!   queue and *abandons* the coroutine: control goes back to the dropper, and the rest of the stack stays
+//!   suspended for good (its remaining destructors never run, its thread or native stack is leaked).
+//! - **Native coroutines dropped on another thread** (orphans) are handed to their own (home) thread, which
+//!   unwinds them (their destructors run there, their stacks go back to the pool) when it next creates a native
+//!   coroutine (also through [`RunLoop::spawn`]) and at the latest when it exits. A home thread that does
+//!   neither keeps them, suspended. A panic raised during such an unwind is reported on stderr and dropped.
+//! - **A loop dropped without unwinding its tasks** there and then (a native loop dropped on another thread,
+//!   or any loop under `panic = "abort"`): the drop first withdraws every wait its tasks are in, so a lock is
+//!   never handed to one of them and a message never goes into one's slot (it goes to a live receiver, or stays
+//!   queued); what such a task holds (a lock guard, a receiver) stays on its stack until that is unwound (or,
+//!   under `panic = "abort"`, for good).
+//! - **Suspended during its own panic.** A destructor that runs while the body panics may yield. Dropping the
+//!   coroutine there lets that unwind finish: the yield returns, each destructor runs once, and the body's
+//!   payload then reaches the dropper as a panic (if the dropper is itself unwinding, it is reported on stderr
+//!   and dropped).
 //! - A [`Coroutine`] can be created on one thread and entered from another; it never runs in two at once.
 
 #![warn(missing_docs)]
@@ -88,6 +110,7 @@ mod coroutine;
 mod lock;
 pub mod pool;
 pub mod runloop;
+mod settings;
 mod sync;
 mod wait;
 

@@ -12,7 +12,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::coroutine::{current, in_coroutine};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{self, Outside, WAITING, Waiter};
+use crate::wait::{self, Outside, Waiter};
 
 /// Guards that [`CoQueue::wait`](crate::CoQueue::wait) can release while it waits and take back afterwards
 /// (the role of QEMU's `QemuLockable` in `qemu_co_queue_wait`): [`CoMutexGuard`], [`CoRwLockReadGuard`] and
@@ -164,10 +164,10 @@ impl<T> CoMutex<T> {
             node
         };
         // Woken means handed the lock: `holder` is already us.
-        node.block(|| {
+        let state = node.block(|| {
             let next = {
                 let mut st = self.state.lock();
-                if node.state() == WAITING {
+                if node.is_queued() {
                     wait::remove(&mut st.waiters, &node);
                     None
                 } else {
@@ -179,6 +179,9 @@ impl<T> CoMutex<T> {
                 next.wake();
             }
         });
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
         Self::take_value(&mut self.state.lock())
     }
 
@@ -206,10 +209,15 @@ impl<T> CoMutex<T> {
 
     /// Unlocks, or gives the lock to the first waiter; returns the waiter to wake.
     fn hand_on(st: &mut MutexState<T>) -> Option<Arc<Waiter>> {
-        match st.waiters.pop_front() {
+        // Dead waiters (see `wait::DEAD`) are skipped.
+        let mut next = st.waiters.pop_front();
+        while let Some(dead) = next.take_if(|n| !n.set(wait::WOKEN)) {
+            drop(dead);
+            next = st.waiters.pop_front();
+        }
+        match next {
             Some(next) => {
                 st.holder = next.task().map_or(0, |t| t.id());
-                next.set(wait::WOKEN);
                 Some(next)
             }
             None => {
@@ -358,14 +366,21 @@ impl RwState {
         if self.writer {
             return woken;
         }
-        while let Some((want, _)) = self.queue.front() {
-            match want {
-                Want::Read => self.readers += 1,
-                Want::Write if self.readers == 0 => self.writer = true,
-                Want::Write => break,
+        while let Some((want, node)) = self.queue.front() {
+            let want = *want;
+            if want == Want::Write && self.readers > 0 {
+                break;
             }
-            if let Some((want, node)) = self.queue.pop_front() {
-                node.set(wait::WOKEN);
+            // A dead waiter (see `wait::DEAD`) is skipped; a live one is granted.
+            let granted = node.set(wait::WOKEN);
+            let Some((_, node)) = self.queue.pop_front() else {
+                break;
+            };
+            if granted {
+                match want {
+                    Want::Read => self.readers += 1,
+                    Want::Write => self.writer = true,
+                }
                 woken.push(node);
                 if want == Want::Write {
                     break;
@@ -555,10 +570,10 @@ impl<T> CoRwLock<T> {
 
     /// Waits until `node` (queued for `want`) is admitted.
     fn wait_granted(&self, node: &Arc<Waiter>, want: Want) {
-        node.block(|| {
+        let state = node.block(|| {
             let woken = {
                 let mut st = self.state.lock();
-                if node.state() == WAITING {
+                if node.is_queued() {
                     if let Some(i) = st.queue.iter().position(|(_, n)| Arc::ptr_eq(n, node)) {
                         st.queue.remove(i);
                     }
@@ -570,6 +585,9 @@ impl<T> CoRwLock<T> {
             };
             wait::wake_all(woken);
         });
+        if state == wait::DROPPED {
+            crate::coroutine::abandon_current();
+        }
     }
 
     fn unlock(&self, want: Want) {
@@ -735,7 +753,7 @@ mod tests {
         assert_eq!(woken.len(), 2);
         assert_eq!((st.readers, st.writer, st.queue.len()), (2, false, 2));
         assert!(nodes[..2].iter().all(|n| n.state() == wait::WOKEN));
-        assert_eq!(nodes[2].state(), WAITING);
+        assert_eq!(nodes[2].state(), wait::WAITING);
         st.release(Want::Read);
         assert!(st.admit().is_empty(), "a reader still holds the lock");
         st.release(Want::Read);
@@ -764,7 +782,7 @@ mod tests {
         assert!(Arc::ptr_eq(&next, &a));
         assert!(st.locked, "handed over, not released");
         assert_eq!(a.state(), wait::WOKEN);
-        assert_eq!(b.state(), WAITING);
+        assert_eq!(b.state(), wait::WAITING);
         assert!(Arc::ptr_eq(&CoMutex::<()>::hand_on(&mut st).unwrap(), &b));
         assert!(CoMutex::<()>::hand_on(&mut st).is_none());
         assert!(!st.locked);

@@ -41,6 +41,8 @@ use crate::sync::{Mutex, thread};
 
 /// Default bound on idle threads: 64, the size of QEMU's first coroutine pool.
 pub const DEFAULT_MAX_IDLE: usize = 64;
+/// The largest `COTHREAD_MAX_IDLE` taken; a larger one is cut to this, with a warning.
+const MAX_ENV_MAX_IDLE: u64 = 10_000;
 
 /// Default time an idle thread waits for work before it exits.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,10 +192,8 @@ impl Pool {
         // Under loom pooling starts off: loom requires every thread of an execution to have finished when the
         // model returns, and an idle pool thread never would. A model that wants pooling sets it.
         let default = if cfg!(loom) { 0 } else { DEFAULT_MAX_IDLE };
-        let max_idle = std::env::var("COTHREAD_MAX_IDLE")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(default);
+        let max_idle =
+            crate::settings::env_number("COTHREAD_MAX_IDLE", default as u64, MAX_ENV_MAX_IDLE) as usize;
         Pool {
             idle: Mutex::new(Vec::new()),
             max_idle: AtomicUsize::new(max_idle),

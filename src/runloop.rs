@@ -71,7 +71,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, yield_now};
-use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
 
@@ -84,6 +84,9 @@ pub(crate) struct Task {
     scheduled: AtomicBool,
     /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]). Under `home.state`'s lock.
     via_front: AtomicBool,
+    /// The state of the wait the task is in, if any (set by [`Waiter::block`]), for the loop's drop to
+    /// withdraw it ([`crate::wait::withdraw`]).
+    waiting: Mutex<Option<Arc<AtomicU32>>>,
 }
 
 /// How many tasks in a row the loop enters because the task before woke them (QEMU's `co_queue_wakeup`
@@ -96,6 +99,11 @@ impl Task {
     /// The id of the task's coroutine.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Records the wait the task is in (or that it no longer waits).
+    pub(crate) fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
+        *self.waiting.lock() = state;
     }
 }
 
@@ -352,7 +360,7 @@ fn sleep_deadline(op: &str, deadline: Option<Instant>) {
         // Dropped while asleep: the loop skips a timer whose node no longer waits.
         let _st = task.home.state.lock();
         if node.state() == WAITING {
-            node.set(CLOSED);
+            let _ = node.set(CLOSED);
         }
     });
 }
@@ -517,6 +525,7 @@ impl RunLoop {
             home: self.shared.clone(),
             scheduled: AtomicBool::new(true),
             via_front: AtomicBool::new(false),
+            waiting: Mutex::new(None),
         });
         REGISTRY.shard(id).lock().insert(id, task.clone());
         self.coroutines.insert(id, co);
@@ -671,11 +680,11 @@ fn fire_due_timers(st: &mut State) -> Option<Instant> {
         if timer.deadline > now {
             return Some(timer.deadline);
         }
-        if let Some(timer) = st.timers.pop() {
-            timer.node.set(WOKEN);
-            if !timer.task.scheduled.swap(true, Ordering::Relaxed) {
-                st.runnable.push_back(timer.task);
-            }
+        if let Some(timer) = st.timers.pop()
+            && timer.node.set(WOKEN)
+            && !timer.task.scheduled.swap(true, Ordering::Relaxed)
+        {
+            st.runnable.push_back(timer.task);
         }
     }
     None
@@ -687,6 +696,15 @@ impl Drop for RunLoop {
         // may hand locks or messages to other tasks of this loop (scheduling them here, harmlessly).
         let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();
         ids.sort_unstable();
+        // First withdraw every wait of the tasks, so that no lock or message goes to a task that is dropped
+        // without being unwound (a native task on another thread, or under `panic = "abort"`); those that are
+        // unwound take their (withdrawn) nodes out of the queues themselves.
+        for id in &ids {
+            let task = REGISTRY.shard(*id).lock().get(id).cloned();
+            if let Some(state) = task.and_then(|task| task.waiting.lock().take()) {
+                crate::wait::withdraw(&state);
+            }
+        }
         for id in ids {
             let co = self.coroutines.remove(&id);
             drop(co);

@@ -6,7 +6,9 @@
 //! the queue, gives it what it waited for (the lock, a message, a notification) and calls [`Waiter::set`];
 //! after releasing the primitive's lock it calls [`Waiter::wake`], which schedules the coroutine on its loop
 //! (or unparks the thread). Every change of a node's state happens under the lock of the primitive whose queue
-//! holds it; the waiter reads the state without that lock (an atomic), after it has been entered again.
+//! holds it, but one: a loop dropped without unwinding its tasks marks their waits [`DEAD`] (a compare-exchange
+//! from [`WAITING`], which a waker's [`Waiter::set`] also is, so exactly one of them wins) and wakers skip them.
+//! The waiter reads the state without that lock (an atomic), after it has been entered again.
 //!
 //! A coroutine can be entered while its node still says [`WAITING`] (somebody called
 //! [`wake`](crate::runloop::wake) on it for another reason): [`Waiter::block`] then yields again. If the
@@ -15,7 +17,7 @@
 
 use std::fmt;
 
-use crate::coroutine::{in_coroutine, yield_now};
+use crate::coroutine::{current_is_dropped, in_coroutine, yield_now};
 use crate::runloop::{self, Task};
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Arc, Condvar, Mutex};
@@ -26,10 +28,20 @@ pub(crate) const WAITING: u32 = 0;
 pub(crate) const WOKEN: u32 = 1;
 /// The primitive gave up on the waiter (a channel disconnected).
 pub(crate) const CLOSED: u32 = 2;
+/// The waiting task was dropped without being unwound (its loop was dropped on another thread than a native
+/// task's own, or under `panic = "abort"`): the node stays in its queue until a waker meets it, and wakers skip
+/// it ([`Waiter::set`] fails), so that no lock or message goes to it. Set by [`withdraw`].
+pub(crate) const DEAD: u32 = 4;
+/// Returned by [`Waiter::block`], never stored: the waiting coroutine is being dropped, so nothing will enter it
+/// again; the wait was withdrawn (its cancel closure ran). A primitive that can report a failure does (a
+/// channel's send or receive); one that cannot (a lock, a queue) calls
+/// [`abandon_current`](crate::coroutine::abandon_current). See the crate documentation, "Rules".
+pub(crate) const DROPPED: u32 = 3;
 
 /// One wait of one coroutine (or thread). `slot` carries a value between the two sides (channels).
 pub(crate) struct Waiter<T = ()> {
-    state: AtomicU32,
+    /// Shared with the waiting task while it waits (see [`withdraw`]).
+    state: Arc<AtomicU32>,
     who: Who,
     pub(crate) slot: Mutex<Option<T>>,
 }
@@ -82,7 +94,7 @@ impl<T> Waiter<T> {
             }
         };
         Arc::new(Waiter {
-            state: AtomicU32::new(WAITING),
+            state: Arc::new(AtomicU32::new(WAITING)),
             who,
             slot: Mutex::new(value),
         })
@@ -101,9 +113,20 @@ impl<T> Waiter<T> {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Waker, holding the primitive's lock: records the outcome. Call [`Waiter::wake`] after unlocking.
-    pub(crate) fn set(&self, state: u32) {
-        self.state.store(state, Ordering::Release);
+    /// Waker, holding the primitive's lock: records the outcome, unless the waiter is [`DEAD`] (then returns
+    /// false, and the waker must give what it meant for this node to the next one). Call [`Waiter::wake`] after
+    /// unlocking.
+    #[must_use = "a dead waiter must be skipped"]
+    pub(crate) fn set(&self, state: u32) -> bool {
+        self.state
+            .compare_exchange(WAITING, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether the node still waits for the primitive: [`WAITING`], or [`DEAD`] (withdrawn, but still in the
+    /// queue). A cancel closure takes such a node out of the queue; any other was given something.
+    pub(crate) fn is_queued(&self) -> bool {
+        matches!(self.state(), WAITING | DEAD)
     }
 
     /// Waker, after releasing the primitive's lock: makes the waiter run again.
@@ -120,13 +143,21 @@ impl<T> Waiter<T> {
 
     /// Waits until the node is no longer [`WAITING`]; returns its state. If the coroutine is unwound
     /// meanwhile (dropped while suspended), runs `cancel` first, which must (under the primitive's lock) take
-    /// the node out of the queue if it is still waiting, or hand on what it was given.
+    /// the node out of the queue if it is still waiting, or hand on what it was given. If the coroutine is
+    /// being dropped (a destructor on its unwinding stack waits), runs `cancel` and returns [`DROPPED`].
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
-            Who::Task(_) => {
+            Who::Task(task) => {
+                task.set_waiting(Some(self.state.clone()));
+                let _clear = OnUnwind(Some(|| task.set_waiting(None)));
                 let mut on_unwind = OnUnwind(Some(cancel));
                 let mut state = self.state();
                 while state == WAITING {
+                    if current_is_dropped() {
+                        // Nobody will enter us again: withdraw (or pass on what just arrived) and say so.
+                        drop(on_unwind);
+                        return DROPPED;
+                    }
                     yield_now();
                     state = self.state();
                 }
@@ -185,4 +216,10 @@ pub(crate) fn wake_all<T>(nodes: impl IntoIterator<Item = Arc<Waiter<T>>>) {
     for node in nodes {
         node.wake();
     }
+}
+
+/// Marks the wait whose state is `state` [`DEAD`] if it still waits: its task was dropped without unwinding,
+/// so wakers must skip it. (A node already given something keeps it: that is lost with the task's stack.)
+pub(crate) fn withdraw(state: &AtomicU32) {
+    let _ = state.compare_exchange(WAITING, DEAD, Ordering::AcqRel, Ordering::Acquire);
 }

@@ -335,3 +335,69 @@ fn pool_timeout_races_take() {
         "the timeout never won"
     );
 }
+
+/// The owner drops a suspended coroutine while another thread enters it through a handle (issue 13, item 1):
+/// the drop never panics, whichever of them claims the coroutine first unwinds it (the owner's drop, or the
+/// handle's enter at the coroutine's next yield), exactly once, and the body never runs past its yield after
+/// the drop began. Both orders occur. Threads: the owner, the handle's enterer and the coroutine's.
+#[test]
+fn drop_races_a_handle_enter() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HANDLE_UNWOUND: AtomicUsize = AtomicUsize::new(0);
+    static OWNER_UNWOUND: AtomicUsize = AtomicUsize::new(0);
+    // The handle's enter may find the coroutine finished: an expected panic, not printed.
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if info.payload_as_str() != Some("entered a coroutine that has finished") {
+                default(info);
+            }
+        }));
+    });
+    check("drop_races_a_handle_enter", Some(2), || {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let yields = std::sync::Arc::new(AtomicUsize::new(0));
+        struct Count(std::sync::Arc<AtomicUsize>);
+        impl Drop for Count {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (guard, y) = (Count(drops.clone()), yields.clone());
+        let mut co = Coroutine::new(move || {
+            let _guard = guard;
+            loop {
+                y.fetch_add(1, Ordering::SeqCst);
+                yield_now();
+            }
+        });
+        assert_eq!(co.enter(), Resume::Yielded);
+        let handle = co.handle();
+        let enterer = loom::thread::spawn(move || {
+            // One enter (it may come after the drop finished the coroutine: then it says so).
+            match panic::catch_unwind(AssertUnwindSafe(|| handle.enter_if_inactive())) {
+                Ok(_) => {}
+                Err(e) => assert_eq!(
+                    e.downcast_ref::<String>().map(String::as_str),
+                    Some("entered a coroutine that has finished")
+                ),
+            }
+            handle
+        });
+        drop(co);
+        let handle = enterer.join().unwrap();
+        assert!(handle.is_finished(), "the coroutine outlived its drop");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "unwound exactly once");
+        // At most one yield for the owner's enter and one for a handle's enter that came before the drop.
+        assert!(yields.load(Ordering::SeqCst) <= 2);
+        if yields.load(Ordering::SeqCst) == 2 {
+            HANDLE_UNWOUND.fetch_add(1, Ordering::Relaxed);
+        } else {
+            OWNER_UNWOUND.fetch_add(1, Ordering::Relaxed);
+        }
+        pool::exit_all_and_join();
+    });
+    assert!(HANDLE_UNWOUND.load(Ordering::Relaxed) > 0);
+    assert!(OWNER_UNWOUND.load(Ordering::Relaxed) > 0);
+}

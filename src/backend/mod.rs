@@ -11,8 +11,7 @@
 //! Beside these, a few hooks with defaults: the baton transitions a one-thread backend makes cheaper
 //! ([`ContextOps::claim`], [`ContextOps::yield_to_caller`]), the thread check ([`ContextOps::runs_here`]),
 //! dropping an unstarted body ([`ContextOps::discard_unstarted`]), and unwinding a dropped suspended coroutine
-//! ([`ContextOps::unwind`]: by default it is resumed and unwinds itself; the native backend raises corosensei's
-//! forced unwind into it instead).
+//! ([`ContextOps::unwind`]: by default it is resumed and unwinds itself).
 //!
 //! Everything else (the caller chain, the baton's phases, cancellation, panics, results) lives in
 //! [`crate::coroutine`] and is written once for all backends. One module per backend; the public [`Backend`]
@@ -81,6 +80,14 @@ pub(crate) trait ContextOps: Sized {
     fn runs_here(&self, co: &Arc<Control>, owner: bool) -> bool {
         let _ = (co, owner);
         true
+    }
+    /// Called by the owner's drop on a thread where the context does not run ([`runs_here`] false), for a
+    /// coroutine that has not finished: hands a reference to the context's own thread, which unwinds it there.
+    /// Only a backend whose contexts are tied to a thread gets here.
+    ///
+    /// [`runs_here`]: ContextOps::runs_here
+    fn orphan(&self, co: &Arc<Control>) {
+        let _ = co;
     }
 }
 

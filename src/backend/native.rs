@@ -23,7 +23,6 @@
 use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem::{self, ManuallyDrop};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use corosensei::stack::DefaultStack;
@@ -120,7 +119,59 @@ fn new_thread_token() -> u64 {
     THREAD_TOKEN.with(|t| t.set(token));
     #[cfg(unix)]
     overflow::prepare_thread();
+    // Registers the thread-exit hook that unwinds the orphans still waiting for this thread.
+    let _ = ORPHAN_EXIT.try_with(|_| ());
     token
+}
+
+/// Suspended native coroutines whose owner dropped them on a thread other than their home, each with its
+/// home's token: only the home can unwind them ([`unwind_orphans`]).
+static ORPHANS: std::sync::Mutex<Vec<(u64, Arc<Control>)>> = std::sync::Mutex::new(Vec::new());
+/// How many coroutines `ORPHANS` holds: a home thread's check costs one load while there are none.
+static ORPHAN_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Hands an orphan to its home thread (see [`ORPHANS`]).
+fn adopt(home: u64, co: Arc<Control>) {
+    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+    orphans.push((home, co));
+    ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
+}
+
+/// On a home thread: unwinds the orphans handed to it (their destructors run here, their stacks go back to the
+/// pool). Called when the thread creates a native coroutine and when it exits.
+pub(crate) fn unwind_orphans() {
+    if ORPHAN_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let me = THREAD_TOKEN.with(Cell::get);
+    let mine: Vec<Arc<Control>> = {
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, others) = mem::take(&mut *orphans)
+            .into_iter()
+            .partition(|(home, _)| *home == me);
+        *orphans = others;
+        ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
+        mine
+    }
+    .into_iter()
+    .map(|(_, co)| co)
+    .collect();
+    for co in mine {
+        crate::coroutine::drop_orphan(co);
+    }
+}
+
+/// Unwinds this thread's orphans when it exits.
+struct OrphanExit;
+
+impl Drop for OrphanExit {
+    fn drop(&mut self) {
+        unwind_orphans();
+    }
+}
+
+std::thread_local! {
+    static ORPHAN_EXIT: OrphanExit = const { OrphanExit };
 }
 
 /// The first frame of a native coroutine's stack: records the `Yielder`, then runs the entry.
@@ -279,8 +330,10 @@ impl ContextOps for NativeContext {
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
         match running.resume(()) {
-            // `yield_local` has made the baton `Idle` already.
-            CoroutineResult::Yield(()) => Phase::Yielded,
+            // `yield_local` has made the baton `Idle` already; a coroutine abandoned during its drop (or under
+            // `panic = "abort"`) finished it before its last suspend.
+            CoroutineResult::Yield(()) if co.baton.phase() != Phase::Finished => Phase::Yielded,
+            CoroutineResult::Yield(()) => Phase::Finished,
             // The stack stays with the context until it is reused or dropped.
             CoroutineResult::Return(()) => {
                 co.baton.finish_local();
@@ -300,31 +353,18 @@ impl ContextOps for NativeContext {
     }
 
     #[inline]
-    fn suspend(&self, _co: &Control) -> Result<(), Cancelled> {
+    fn suspend(&self, co: &Control) -> Result<(), Cancelled> {
         let yielder = self.yielder.get();
         debug_assert!(!yielder.is_null());
         // SAFETY: `suspend` is called by the running coroutine (from `yield_now`), so its first frame, which
         // holds the `Yielder` that `yielder` points at, is live below us on this stack.
         unsafe { (*yielder).suspend(()) };
-        // A dropped coroutine is never resumed to unwind itself: `unwind` raises corosensei's forced unwind out
-        // of the `suspend` above instead.
-        Ok(())
-    }
-
-    /// Unwinds the suspended stack with corosensei's forced unwind, raised out of the coroutine's `suspend`
-    /// (whose check for it corosensei makes on every resume anyway).
-    fn unwind(&self, co: &Arc<Control>) -> Phase {
-        // SAFETY: as in `resume`: the caller holds the baton on the home thread.
-        let suspended = unsafe { &mut *self.switch.get() };
-        co.unwind_by_backend();
-        // corosensei re-raises here a panic raised during the unwind (the coroutine's entry frame passes every
-        // payload on while the backend unwinds), after the switch is done; the baton is finished either way.
-        let escaped = panic::catch_unwind(AssertUnwindSafe(|| suspended.force_unwind()));
-        co.baton.finish_local();
-        if let Err(payload) = escaped {
-            panic::resume_unwind(payload);
+        // A dropped coroutine is resumed to unwind itself (`coroutine.rs` raises its own forced unwind, which
+        // can also stop at a destructor's wait; corosensei's would be raised again there).
+        if co.baton.is_cancelled() {
+            return Err(Cancelled);
         }
-        Phase::Finished
+        Ok(())
     }
 
     fn discard_unstarted(&self) -> bool {
@@ -337,6 +377,10 @@ impl ContextOps for NativeContext {
         // Drops the entry in place (corosensei does not switch to the stack for that); the switch is done.
         switch.force_unwind();
         true
+    }
+
+    fn orphan(&self, co: &Arc<Control>) {
+        adopt(self.home.load(Ordering::Relaxed), Arc::clone(co));
     }
 
     #[inline]
@@ -370,9 +414,10 @@ impl Drop for NativeContext {
         if switch.done() {
             stacks::give_back(self.size, switch.into_stack());
         } else {
-            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"` or on another
-            // thread): it can only be unwound on its home thread, and this may not be it. Leak it rather than
-            // let corosensei's own drop unwind it here.
+            // A suspended stack (its owner was leaked, or dropped under `panic = "abort"`, or abandoned during
+            // its drop): it can only be unwound on its home thread, and this may not be it. Leak it rather than
+            // let corosensei's own drop unwind it here. (One dropped on another thread is an orphan, unwound by
+            // its home thread before it gets here.)
             mem::forget(switch);
         }
     }
