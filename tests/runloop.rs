@@ -470,3 +470,87 @@ fn tasks_on_loops_on_two_threads_wake_each_other() {
     assert_eq!(a.join().unwrap(), (0..n).sum::<u64>());
     assert_eq!(b.join().unwrap(), n);
 }
+
+#[test]
+fn tasks_spawn_tasks_onto_their_own_loop() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let l = log.clone();
+    let outer = rl.spawn(move || {
+        let children: Vec<_> = (0..3)
+            .map(|i| {
+                let l = l.clone();
+                runloop::spawn(move || {
+                    push(&l, format!("child{i}"));
+                    i
+                })
+            })
+            .collect();
+        push(&l, "outer spawned");
+        yield_to_loop(); // the children run, in spawn order
+        children.iter().map(|c| c.take().unwrap()).sum::<i32>()
+    });
+    rl.run();
+    assert_eq!(outer.take(), Some(3));
+    assert_eq!(
+        entries(&log),
+        ["outer spawned", "child0", "child1", "child2"]
+    );
+    assert!(rl.is_empty());
+}
+
+#[test]
+fn runloop_spawn_outside_a_task_panics() {
+    let err = catch_unwind(|| runloop::spawn(|| ())).unwrap_err();
+    assert!(
+        message(err).contains("runloop::spawn() called outside a coroutine spawned on a RunLoop")
+    );
+}
+
+#[test]
+fn handles_spawn_from_four_threads_at_once_and_wake_the_loop() {
+    const THREADS: usize = 4;
+    const EACH: usize = if cfg!(miri) { 3 } else { 50 };
+    let mut rl = RunLoop::new();
+    let handle = rl.handle();
+    let (tx, rx) = channel::unbounded();
+    let keep = rl.keep_alive();
+    let spawners: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let handle = handle.clone();
+            let tx = tx.clone();
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let tasks: Vec<_> = (0..EACH)
+                    .map(|i| {
+                        let tx = tx.clone();
+                        handle.spawn(move || tx.send(t * 1000 + i).unwrap())
+                    })
+                    .collect();
+                drop(keep);
+                tasks
+            })
+        })
+        .collect();
+    drop((tx, keep));
+    // The loop sleeps (nothing runnable) until the threads' spawns wake it.
+    let sum = rl.spawn(move || rx.iter().count());
+    rl.run();
+    for s in spawners {
+        for task in s.join().unwrap() {
+            assert!(task.is_finished());
+        }
+    }
+    assert_eq!(sum.take(), Some(THREADS * EACH));
+}
+
+#[test]
+fn spawning_onto_a_dropped_loop_drops_the_task_unstarted() {
+    let rl = RunLoop::new();
+    let handle = rl.handle();
+    drop(rl);
+    let (flag, dropped) = common::drop_flag();
+    let task = handle.spawn(move || drop(flag));
+    assert!(dropped.load(Ordering::SeqCst), "the closure was dropped");
+    assert_eq!(task.take(), None);
+}
