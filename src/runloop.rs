@@ -75,10 +75,14 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
 
+#[cfg(not(loom))]
+mod bridge;
 mod idle;
 #[cfg(all(any(unix, windows), not(loom)))]
 pub(crate) mod readiness;
 
+#[cfg(not(loom))]
+pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
 
 /// A coroutine spawned on a loop, as the wait queues and the registry see it.
@@ -347,6 +351,72 @@ pub fn sleep(duration: Duration) {
 /// If the caller is not a coroutine spawned on a [`RunLoop`].
 pub fn sleep_until(deadline: Instant) {
     sleep_deadline("sleep_until()", Some(deadline));
+}
+
+/// Ends the pending [`sleep`] of the task `co` now (QEMU's `qemu_co_sleep_wake`): its loop enters it as if
+/// the time had passed. Returns whether `co` was sleeping (a sleep with a deadline too far to represent
+/// cannot be ended).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cothread::{runloop, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let start = Instant::now();
+/// let sleeper = rl.spawn(move || {
+///     runloop::sleep(Duration::from_secs(3600));
+///     start.elapsed()
+/// });
+/// let co = sleeper.coroutine().clone();
+/// rl.spawn(move || assert!(runloop::end_sleep(&co)));
+/// rl.run();
+/// assert!(sleeper.take().unwrap() < Duration::from_secs(3600));
+/// ```
+pub fn end_sleep(co: &CoroutineRef) -> bool {
+    let id = co.id();
+    let Some(task) = REGISTRY.shard(id).lock().get(&id).cloned() else {
+        return false;
+    };
+    {
+        let st = task.home.state.lock();
+        let sleeping = st
+            .timers
+            .iter()
+            .find(|t| t.task.id == id && t.node.state() == WAITING);
+        match sleeping {
+            // The timer stays in the heap: the loop drops it when it comes up, its node no longer waiting.
+            Some(timer) => timer.node.set(WOKEN),
+            None => return false,
+        }
+    }
+    schedule(&task);
+    true
+}
+
+/// An alarm for `task` at `deadline`: when it passes, the loop sets the returned node [`WOKEN`] and enters
+/// the task (a timed wait's time-out). [`disarm`] it when the wait ends first.
+#[cfg(not(loom))]
+pub(crate) fn alarm(task: &Arc<Task>, deadline: Instant) -> Arc<Waiter> {
+    let node = Waiter::for_current("a timed wait", Outside::Panic, None);
+    let mut st = task.home.state.lock();
+    st.timer_seq += 1;
+    let seq = st.timer_seq;
+    st.timers.push(Timer {
+        deadline,
+        seq,
+        node: node.clone(),
+        task: task.clone(),
+    });
+    node
+}
+
+/// Cancels an [`alarm`] that has not gone off: the loop then drops its timer when it comes up.
+#[cfg(not(loom))]
+pub(crate) fn disarm(task: &Task, alarm: &Waiter) {
+    let _st = task.home.state.lock();
+    if alarm.state() == WAITING {
+        alarm.set(CLOSED);
+    }
 }
 
 fn sleep_deadline(op: &str, deadline: Option<Instant>) {

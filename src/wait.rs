@@ -147,6 +147,39 @@ impl<T> Waiter<T> {
     }
 }
 
+impl<T> Waiter<T> {
+    /// [`block`](Waiter::block), but gives up at `deadline`: then returns [`WAITING`] if the node still
+    /// waits, and the caller (under the primitive's lock) takes it out of the queue, or finds it was woken
+    /// meanwhile.
+    #[cfg(not(loom))]
+    pub(crate) fn block_until(&self, deadline: std::time::Instant, cancel: impl FnOnce()) -> u32 {
+        match &self.who {
+            Who::Task(task) => {
+                let alarm = runloop::alarm(task, deadline);
+                let mut on_unwind = OnUnwind(Some(cancel));
+                let mut state = self.state();
+                while state == WAITING && alarm.state() == WAITING {
+                    yield_now();
+                    state = self.state();
+                }
+                on_unwind.0 = None;
+                runloop::disarm(task, &alarm);
+                state
+            }
+            Who::Thread(parker) => {
+                let mut guard = parker.lock.lock();
+                loop {
+                    let state = self.state();
+                    if state != WAITING || parker.cvar.wait_until(&mut guard, deadline).timed_out()
+                    {
+                        return self.state();
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl<T> fmt::Debug for Waiter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Waiter")
