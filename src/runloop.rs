@@ -861,7 +861,8 @@ impl RunLoop {
                 return None;
             }
             if next_deadline.is_some()
-                || (when_stalled == WhenStalled::WaitOrPanic && st.keep_alive > 0)
+                || (when_stalled == WhenStalled::WaitOrPanic
+                    && (st.keep_alive > 0 || self.shared.idle.io_waiting()))
             {
                 st.parked = true;
                 self.poller.sleep(&self.shared, &mut st, next_deadline);

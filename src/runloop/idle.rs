@@ -46,6 +46,11 @@ mod condvar {
         pub(crate) fn wake(&self) {
             self.cvar.notify_one();
         }
+
+        /// No task waits for I/O without I/O.
+        pub(crate) fn io_waiting(&self) -> bool {
+            false
+        }
     }
 
     impl Poller {
@@ -125,6 +130,11 @@ mod poll {
                 events: mio::Events::with_capacity(EVENTS),
             };
             Ok((idle, poller))
+        }
+
+        /// Whether a task waits for a socket's readiness.
+        pub(crate) fn io_waiting(&self) -> bool {
+            self.sources.any_waiting()
         }
 
         /// Wakes the loop's thread; the caller holds the state lock and saw `parked`.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use crate::runloop::{KeepAlive, Shared, current_task};
+use crate::runloop::{Shared, current_task};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::wait::{Outside, WAITING, WOKEN, Waiter};
@@ -54,11 +54,19 @@ pub(crate) struct Sources {
     len: AtomicUsize,
     /// The next token to hand out (0 is the loop's waker).
     next: AtomicUsize,
+    /// Tasks waiting for a source's readiness: while there are any, the loop polls instead of reporting a
+    /// deadlock. Changed only by a running task (before it yields), read by the loop when no task runs.
+    waiting: AtomicUsize,
 }
 
 impl Sources {
     pub(crate) fn is_empty(&self) -> bool {
         self.len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether a task waits for a source's readiness.
+    pub(crate) fn any_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     fn insert(&self, readiness: Arc<Readiness>) -> usize {
@@ -129,21 +137,31 @@ impl<S: mio::event::Source> Source<S> {
         dir: Direction,
         mut op: impl FnMut(&S) -> io::Result<T>,
     ) -> io::Result<T> {
-        let task = current_task();
+        // Looked up at the first `WouldBlock`: an operation that succeeds at once needs no task.
+        let mut task = None;
         loop {
             let result = {
                 let mut reg = self.io.lock();
-                if let Some(task) = &task {
-                    self.register(&mut reg, &task.home)?;
+                let result = op(&reg.io);
+                if let (Err(e), None) = (&result, &task)
+                    && e.kind() == io::ErrorKind::WouldBlock
+                {
+                    task = Some(current_task());
+                    if let Some(Some(task)) = &task
+                        && self.register(&mut reg, &task.home)?
+                    {
+                        // Newly registered with this loop: readiness from now on reaches it; try again.
+                        continue;
+                    }
                 }
-                op(&reg.io)
+                result
             };
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return other,
             }
-            if task.is_some() || crate::coroutine::in_coroutine() {
+            if matches!(task, Some(Some(_))) || crate::coroutine::in_coroutine() {
                 self.wait_in_task(what, dir);
             } else {
                 self.wait_blocking(dir)?;
@@ -151,12 +169,13 @@ impl<S: mio::event::Source> Source<S> {
         }
     }
 
-    /// Registers the socket with `home` (moving it from another loop if need be).
-    fn register(&self, reg: &mut Registered<S>, home: &Arc<Shared>) -> io::Result<()> {
+    /// Registers the socket with `home` (moving it from another loop if need be). Returns whether it was
+    /// not registered there before.
+    fn register(&self, reg: &mut Registered<S>, home: &Arc<Shared>) -> io::Result<bool> {
         if let Some((loop_, _)) = &reg.with
             && Arc::ptr_eq(loop_, home)
         {
-            return Ok(());
+            return Ok(false);
         }
         self.deregister(reg);
         let token = home.idle.sources.insert(self.readiness.clone());
@@ -170,7 +189,7 @@ impl<S: mio::event::Source> Source<S> {
             return Err(e);
         }
         reg.with = Some((home.clone(), token));
-        Ok(())
+        Ok(true)
     }
 
     fn deregister(&self, reg: &mut Registered<S>) {
@@ -197,7 +216,11 @@ impl<S: mio::event::Source> Source<S> {
             st.waiters[dir.index()].push(node.clone());
         }
         // The loop polls (instead of reporting a deadlock) while a task waits for a socket.
-        let _keep = KeepAlive::new(&task.home);
+        let sources = &task.home.idle.sources;
+        sources.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = OnDrop(|| {
+            sources.waiting.fetch_sub(1, Ordering::Relaxed);
+        });
         node.block(|| {
             let mut st = self.readiness.state.lock();
             if node.state() == WAITING {
@@ -228,6 +251,15 @@ impl<S: mio::event::Source> Source<S> {
     /// Runs `f` on the socket (for calls that never block: addresses, options).
     pub(crate) fn with<T>(&self, f: impl FnOnce(&S) -> T) -> T {
         f(&self.io.lock().io)
+    }
+}
+
+/// Runs its closure when dropped (also by an unwind).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
