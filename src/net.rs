@@ -17,6 +17,8 @@
 //! use cothread::net::{TcpListener, TcpStream};
 //! use cothread::{runloop, RunLoop};
 //!
+//! # #[cfg(miri)] fn main() {} // Miri has no sockets
+//! # #[cfg(not(miri))] fn main() -> std::io::Result<()> {
 //! let mut rl = RunLoop::new();
 //! let listener = TcpListener::bind("127.0.0.1:0")?;
 //! let addr = listener.local_addr()?;
@@ -38,7 +40,8 @@
 //! });
 //! rl.run();
 //! assert_eq!(client.take().unwrap()?, b"hello");
-//! # Ok::<(), std::io::Error>(())
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;

@@ -18,6 +18,22 @@
 //! assert_eq!(sum.take(), Some(55));
 //! ```
 //!
+//! # An event loop
+//!
+//! | QEMU | cothread |
+//! | --- | --- |
+//! | `aio_poll` waiting in `ppoll`, `aio_notify` | the idle wait in mio's poll; a wake-up from another thread through mio's `Waker` |
+//! | `aio_set_fd_handler` + `qio_channel_yield` | [`net`](crate::net)'s sockets: a would-block operation yields until the poll reports the socket ready |
+//! | `aio_co_enter(ctx, co)` | [`spawn`] from a task onto its own loop; [`Handle::spawn`] from any thread |
+//! | `thread_pool_submit_co` | [`offload`]: blocking work on worker threads while the task yields |
+//! | `qemu_co_sleep_ns_wakeable` + `qemu_co_sleep_wake` | [`sleep`] + [`end_sleep`] |
+//! | (none) | [`block_on`]: poll a `Future` in a task; `recv_timeout` / `send_timeout` on the channels |
+//!
+//! When nothing is runnable the loop sleeps in mio's poll until a socket is ready, a [`sleep`] is due or
+//! another thread wakes it; while tasks stay runnable it still polls without sleeping every 32 entries, so
+//! tasks that wait for sockets are not starved. Where mio does not run (targets other than unix and windows,
+//! and `--cfg loom`), the loop sleeps on a condition variable and there is no I/O.
+//!
 //! # How waiting and waking work
 //!
 //! A coroutine spawned on a loop (a *task*) that has to wait — a contended [`CoMutex`](crate::CoMutex), a
@@ -52,15 +68,16 @@
 //! with the enterer). Spawn it on a loop instead. The same holds for a coroutine entered by a task (nested):
 //! it is not a task itself.
 //!
-//! Outside coroutines, channel operations that must wait park the calling OS thread (so a plain thread can
-//! feed a loop); locking a `CoMutex` or `CoRwLock`, `CoQueue::wait` and [`sleep`] panic.
+//! Outside coroutines, channel operations, sockets and [`block_on`] that must wait park the calling OS thread
+//! (so a plain thread can feed a loop); locking a `CoMutex` or `CoRwLock`, `CoQueue::wait` and [`sleep`] panic;
+//! [`offload`] just calls its closure.
 //!
 //! # When `run` gives up
 //!
 //! [`RunLoop::run`] returns when every task has finished. When no task is runnable and no [`sleep`] is pending,
 //! only something outside the loop can still wake a task: another thread or another loop. The loop cannot see
-//! who holds a sender or a lock, so it relies on being told: while a [`KeepAlive`] exists it sleeps until
-//! woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
+//! who holds a sender or a lock, so it relies on being told: while a [`KeepAlive`] exists, a task waits for a
+//! socket, an [`offload`]ed closure runs or a [`block_on`] future is pending, it sleeps until woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
 //! returns at that point instead, with the number of tasks that still wait.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};

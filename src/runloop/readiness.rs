@@ -4,9 +4,10 @@
 //!
 //! Sources are registered edge-triggered for both directions. Each keeps a [`Readiness`]: a flag per
 //! direction, set by the loop when an event arrives, and the waiters of that direction. The protocol that
-//! keeps an edge from being lost: an operation is tried only once the socket is registered with the caller's
-//! loop; after it fails with `WouldBlock`, the waiter takes the readiness lock and, if the flag is set (an
-//! event came since), clears it and tries again; else it queues itself and yields. The loop sets the flag and
+//! keeps an edge from being lost: a task waits only after an attempt made while the socket was registered
+//! with its loop (at the first `WouldBlock` it registers and tries again); after that attempt failed with
+//! `WouldBlock`, the waiter takes the readiness lock and, if the flag is set (an event came since), clears it
+//! and tries again; else it queues itself and yields. The loop sets the flag and
 //! takes the waiters under the same lock.
 
 use std::collections::HashMap;
