@@ -167,7 +167,22 @@ struct State {
     keep_alive: usize,
 }
 
-/// One pending [`sleep`].
+impl State {
+    /// Adds a timer: at `deadline` the loop sets `node` [`WOKEN`] (unless it no longer waits) and schedules
+    /// `task`.
+    fn add_timer(&mut self, deadline: Instant, node: Arc<Waiter>, task: Arc<Task>) {
+        self.timer_seq += 1;
+        let seq = self.timer_seq;
+        self.timers.push(Timer {
+            deadline,
+            seq,
+            node,
+            task,
+        });
+    }
+}
+
+/// One pending [`sleep`] (or a timed wait's alarm).
 struct Timer {
     deadline: Instant,
     seq: u64,
@@ -415,15 +430,10 @@ pub fn end_sleep(co: &CoroutineRef) -> bool {
 #[cfg(not(loom))]
 pub(crate) fn alarm(task: &Arc<Task>, deadline: Instant) -> Arc<Waiter> {
     let node = Waiter::for_current("a timed wait", Outside::Panic, None);
-    let mut st = task.home.state.lock();
-    st.timer_seq += 1;
-    let seq = st.timer_seq;
-    st.timers.push(Timer {
-        deadline,
-        seq,
-        node: node.clone(),
-        task: task.clone(),
-    });
+    task.home
+        .state
+        .lock()
+        .add_timer(deadline, node.clone(), task.clone());
     node
 }
 
@@ -443,15 +453,10 @@ fn sleep_deadline(op: &str, deadline: Option<Instant>) {
         return;
     };
     if let Some(deadline) = deadline {
-        let mut st = task.home.state.lock();
-        st.timer_seq += 1;
-        let seq = st.timer_seq;
-        st.timers.push(Timer {
-            deadline,
-            seq,
-            node: node.clone(),
-            task: task.clone(),
-        });
+        task.home
+            .state
+            .lock()
+            .add_timer(deadline, node.clone(), task.clone());
     }
     node.block(|| {
         // Dropped while asleep: the loop skips a timer whose node no longer waits.
