@@ -315,3 +315,44 @@ fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics() {
     let msg = common::message(err);
     assert!(msg.contains("TcpListener::accept() has to wait"), "{msg}");
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
+    use std::sync::atomic::AtomicBool;
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut rl = RunLoop::new();
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    rl.spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut byte = [0; 1];
+        conn.read_exact(&mut byte).unwrap();
+        d.store(true, Ordering::SeqCst);
+    });
+    // Always runnable: the loop never runs out of work, so it must poll for I/O between entries.
+    let busy = rl.spawn(move || {
+        let start = std::time::Instant::now();
+        let mut rounds = 0u64;
+        while !done.load(Ordering::SeqCst) {
+            rounds += 1;
+            // A bound on liveness, not a timing claim: the socket's task runs within milliseconds.
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the socket's task never ran"
+            );
+            runloop::yield_to_loop();
+        }
+        rounds
+    });
+    let client = thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        s.write_all(&[1]).unwrap();
+    });
+    rl.run();
+    client.join().unwrap();
+    assert!(busy.take().unwrap() > 0);
+}
