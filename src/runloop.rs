@@ -798,12 +798,13 @@ impl RunLoop {
 
     /// The number of tasks that have not finished.
     pub fn len(&self) -> usize {
-        self.coroutines.len()
+        // Tasks spawned from other threads or by tasks count before the loop has adopted them.
+        self.coroutines.len() + self.shared.state.lock().incoming.len()
     }
 
     /// Whether every task has finished.
     pub fn is_empty(&self) -> bool {
-        self.coroutines.is_empty()
+        self.len() == 0
     }
 
     /// A [`KeepAlive`] for this loop.

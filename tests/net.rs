@@ -356,3 +356,27 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     client.join().unwrap();
     assert!(busy.take().unwrap() > 0);
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+fn dropping_a_loop_unwinds_a_task_waiting_for_a_socket() {
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (flag, dropped) = common::drop_flag();
+    let mut rl = RunLoop::new();
+    rl.spawn(move || {
+        let _flag = flag;
+        let _ = listener.accept();
+    });
+    // Nothing connects: the task stays in its wait.
+    assert_eq!(rl.run_until_stalled(), 1);
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(rl);
+    assert!(dropped.load(Ordering::SeqCst), "the task's destructors ran");
+    // The listener went with the task: its port is closed.
+    assert_eq!(
+        std::net::TcpStream::connect(addr).unwrap_err().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+}
