@@ -1,6 +1,6 @@
 //! Sockets on a run loop, with real sockets on 127.0.0.1: an echo server with one task per connection serves
 //! many plain-thread clients; misbehaving clients (disconnect mid-message, reset, half-close) do not disturb
-//! the others; errors are `io::Error`s; nothing leaks. Miri cannot run sockets (no epoll for real sockets).
+//! the others; errors are `io::Error`s; nothing leaks. Miri cannot open real sockets.
 #![cfg(any(unix, windows))]
 
 mod common;
@@ -99,7 +99,7 @@ fn in_use() -> u64 {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn a_hundred_clients_get_every_byte_back_in_order() {
     let _serial = serial();
     const CLIENTS: usize = 100;
@@ -148,7 +148,7 @@ fn a_hundred_clients_get_every_byte_back_in_order() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
     let _serial = serial();
     const GOOD: usize = 8;
@@ -202,7 +202,7 @@ fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn refused_connects_and_taken_ports_are_io_errors() {
     let _serial = serial();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -229,7 +229,7 @@ fn refused_connects_and_taken_ports_are_io_errors() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn tasks_of_one_loop_talk_over_tcp_and_udp() {
     let _serial = serial();
     let mut rl = RunLoop::new();
@@ -283,7 +283,7 @@ fn tasks_of_one_loop_talk_over_tcp_and_udp() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn outside_coroutines_sockets_block_like_std() {
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -304,7 +304,7 @@ fn outside_coroutines_sockets_block_like_std() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics() {
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -317,7 +317,7 @@ fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     use std::sync::atomic::AtomicBool;
     let _serial = serial();
@@ -358,7 +358,7 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri has no epoll for them")]
+#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
 fn dropping_a_loop_unwinds_a_task_waiting_for_a_socket() {
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
