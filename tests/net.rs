@@ -137,13 +137,20 @@ fn a_hundred_clients_get_every_byte_back_in_order() {
     assert_eq!(log.errors.load(Ordering::Relaxed), 0);
     assert_eq!(log.echoed.load(Ordering::Relaxed), sent);
     assert_eq!(in_use(), in_use_before, "coroutines still in use");
-    // Coroutine threads went back to the pool (idle); nothing else stays.
-    if let (Some(before), Some(after)) = (threads_before, threads()) {
-        let idle_now = pool::stats().idle;
-        assert!(
-            after <= before + idle_now,
-            "{after} threads now, {before} before, {idle_now} idle in the pool"
-        );
+    // Coroutine threads went back to the pool (idle) or exit (the pool keeps at most its bound); nothing else
+    // stays. A thread that has counted itself out of the pool may take a moment to be gone.
+    if let Some(before) = threads_before {
+        let leftover = || {
+            let (now, idle) = (threads().unwrap_or(0), pool::stats().idle);
+            (now > before + idle).then_some((now, idle))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while leftover().is_some() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if let Some((now, idle)) = leftover() {
+            panic!("{now} threads now, {before} before, {idle} idle in the pool");
+        }
     }
 }
 
@@ -164,10 +171,11 @@ fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
                 Some(0) => {
                     stream.write_all(&msg[..500]).expect("write");
                 }
-                // Resets: leaves the echo unread and closes, so the kernel sends RST.
+                // Resets: closes with an echo unread, so the kernel sends RST instead of FIN.
                 Some(1) => {
                     stream.write_all(&msg).expect("write");
-                    thread::sleep(Duration::from_millis(20));
+                    let mut byte = [0; 1];
+                    stream.peek(&mut byte).expect("peek"); // waits until the echo has come
                 }
                 // Half-closes: sends, shuts its write side, and still gets everything back.
                 Some(_) => {
@@ -197,8 +205,10 @@ fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
     let clean = log.clean.load(Ordering::Relaxed);
     let errors = log.errors.load(Ordering::Relaxed);
     assert_eq!(clean + errors, GOOD + BAD);
-    // The good clients and the half-closers end cleanly; the others may end either way.
+    // The good clients and the half-closers end cleanly, the resets with an error (ECONNRESET); those that
+    // disconnect mid-message may end either way.
     assert!(clean >= GOOD + BAD / 3, "{clean} clean, {errors} errors");
+    assert!(errors >= BAD / 3, "{clean} clean, {errors} errors");
 }
 
 #[test]
@@ -379,4 +389,15 @@ fn dropping_a_loop_unwinds_a_task_waiting_for_a_socket() {
         std::net::TcpStream::connect(addr).unwrap_err().kind(),
         io::ErrorKind::ConnectionRefused
     );
+}
+
+#[test]
+fn sockets_and_handles_can_go_to_other_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TcpListener>();
+    send_sync::<TcpStream>();
+    send_sync::<UdpSocket>();
+    send_sync::<runloop::Handle>();
+    fn clone<T: Clone>() {}
+    clone::<runloop::Handle>();
 }
