@@ -7,8 +7,8 @@
 //! keeps an edge from being lost: a task waits only after an attempt made while the socket was registered
 //! with its loop (at the first `WouldBlock` it registers and tries again); after that attempt failed with
 //! `WouldBlock`, the waiter takes the readiness lock and, if the flag is set (an event came since), clears it
-//! and tries again; else it queues itself and yields. The loop sets the flag and
-//! takes the waiters under the same lock.
+//! and tries again; else it queues itself and yields. The loop sets the flag and takes the waiters under the
+//! same lock.
 
 use std::collections::HashMap;
 use std::io;
