@@ -387,7 +387,8 @@ pub fn sleep_until(deadline: Instant) {
 
 /// Ends the pending [`sleep`] of the task `co` now (QEMU's `qemu_co_sleep_wake`): its loop enters it as if
 /// the time had passed. Returns whether `co` was sleeping (a sleep with a deadline too far to represent
-/// cannot be ended).
+/// cannot be ended). A task in a timed channel wait (`recv_timeout`, `send_timeout`) counts as sleeping: that
+/// wait then times out at once.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
