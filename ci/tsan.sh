@@ -12,7 +12,7 @@ export TSAN_OPTIONS="halt_on_error=1"
 # separate target dir keeps these instrumented builds from invalidating the normal ones.
 #
 # Skipped, both covered by the ordinary test run:
-# - the two tests of tests/idle_cpu.rs measure the process's CPU time over a second of waiting, and TSan's
+# - the tests of tests/idle_cpu.rs measure the process's CPU time over a second of waiting, and TSan's
 #   own background thread (and its slowdown of every spin round) spends more than their 50 ms budget: a
 #   performance property, not a race;
 # - tests/stack_overflow.rs checks the message of Rust's stack-overflow handler, but under TSan the
@@ -23,5 +23,6 @@ export TSAN_OPTIONS="halt_on_error=1"
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan --tests -- \
   --skip suspended_coroutines_cost_no_cpu \
   --skip an_enterer_does_not_spin_while_its_coroutine_runs_long \
+  --skip a_loop_waiting_for_a_socket_sleeps_in_its_poll \
   --skip thread_backend_overflow_is_reported \
   --skip native_backend_overflow_is_reported

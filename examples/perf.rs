@@ -10,6 +10,10 @@
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
 
+#[cfg(any(unix, windows))]
+#[path = "../benches/support/echo.rs"]
+mod echo;
+
 use std::time::Duration;
 
 use workloads::Variant;
@@ -140,6 +144,35 @@ struct Row {
     ns: f64,
 }
 
+/// Interleaved runs of the echo benchmark: cothread's server against tokio's current-thread one.
+#[cfg(any(unix, windows))]
+fn echo_vs_tokio() -> String {
+    const PAIRS: usize = 6;
+    let run = Duration::from_millis(500);
+    let pairs = echo::interleaved(PAIRS, run);
+    for (c, t) in &pairs {
+        eprintln!(
+            "  echo round trips/s: cothread {c:>10.0}  tokio {t:>10.0}  ratio {:.2}",
+            c / t
+        );
+    }
+    let backend = if cfg!(feature = "native") {
+        "native"
+    } else {
+        "thread"
+    };
+    let c = median(pairs.iter().map(|p| p.0).collect());
+    let t = median(pairs.iter().map(|p| p.1).collect());
+    let ratio = median(pairs.iter().map(|p| p.0 / p.1).collect());
+    format!(
+        "echo, {} connections x {}-byte messages, {PAIRS} interleaved pairs of {run:?} runs: cothread \
+         ({backend} backend) {c:.0} round trips/s, tokio current-thread {t:.0}; median ratio \
+         cothread/tokio {ratio:.2}",
+        echo::CONNS,
+        echo::MSG
+    )
+}
+
 fn main() {
     workloads::initial_spin(); // record the starting spin limit before any variant changes it
     let depth = 1000;
@@ -153,6 +186,12 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("park-vs-parking-lot") {
         // Only the interleaved comparison: `cargo run --release --example perf -- park-vs-parking-lot`.
         println!("{}", park_vs_parking_lot(&mut row));
+        return;
+    }
+    #[cfg(any(unix, windows))]
+    if std::env::args().nth(1).as_deref() == Some("echo") {
+        // `cargo run --release [--features native] --example perf -- echo`.
+        println!("{}", echo_vs_tokio());
         return;
     }
     #[cfg(feature = "native")]

@@ -36,8 +36,12 @@
 use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
+#[cfg(not(loom))]
+use std::time::{Duration, Instant};
 
 use crate::sync::{Arc, Mutex};
+#[cfg(not(loom))]
+use crate::wait::WAITING;
 use crate::wait::{self, CLOSED, Outside, WOKEN, Waiter};
 
 /// A channel holding at most `cap` messages; `cap == 0` makes every send wait for a receiver (rendezvous).
@@ -210,6 +214,62 @@ impl<T> Sender<T> {
         }
     }
 
+    /// [`send`](Sender::send), waiting at most `timeout`: gives the value back in
+    /// [`SendTimeoutError::Timeout`] if no room came by then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cothread::channel::{self, SendTimeoutError};
+    ///
+    /// let (tx, _rx) = channel::bounded(1);
+    /// tx.send(1).unwrap();
+    /// assert_eq!(tx.send_timeout(2, Duration::from_millis(1)), Err(SendTimeoutError::Timeout(2)));
+    /// ```
+    #[cfg(not(loom))]
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        let node = {
+            let mut st = self.chan.state.lock();
+            match st.offer(self.chan.cap, value) {
+                Offer::Done(receiver) => {
+                    drop(st);
+                    if let Some(receiver) = receiver {
+                        receiver.wake();
+                    }
+                    return Ok(());
+                }
+                Offer::Disconnected(value) => return Err(SendTimeoutError::Disconnected(value)),
+                Offer::Full(value) => {
+                    let node =
+                        Waiter::for_current("Sender::send_timeout()", Outside::Park, Some(value));
+                    st.send_waiters.push_back(node.clone());
+                    node
+                }
+            }
+        };
+        let deadline = deadline_after(timeout);
+        let state = node.block_until(deadline, || {
+            let mut st = self.chan.state.lock();
+            if node.is_queued() {
+                wait::remove(&mut st.send_waiters, &node);
+            }
+        });
+        if state == WAITING {
+            let mut st = self.chan.state.lock();
+            if node.is_queued() {
+                wait::remove(&mut st.send_waiters, &node);
+                drop(st);
+                return match node.slot.lock().take() {
+                    Some(value) => Err(SendTimeoutError::Timeout(value)),
+                    None => Ok(()),
+                };
+            }
+        }
+        match node.slot.lock().take() {
+            None => Ok(()),
+            Some(value) => Err(SendTimeoutError::Disconnected(value)),
+        }
+    }
+
     /// Sends `value` if that needs no wait: there is room, or (for `bounded(0)`) a receiver waits.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let mut st = self.chan.state.lock();
@@ -267,25 +327,75 @@ impl<T> Receiver<T> {
             st.recv_waiters.push_back(node.clone());
             node
         };
-        node.block(|| {
-            let receiver = {
-                let mut st = self.chan.state.lock();
-                if node.is_queued() {
-                    wait::remove(&mut st.recv_waiters, &node);
-                    None
-                } else {
-                    // Handed a message but dropped before running: it goes to the next in line.
-                    let value = node.slot.lock().take();
-                    value.and_then(|value| st.give_back(value))
-                }
-            };
-            if let Some(receiver) = receiver {
-                receiver.wake();
-            }
-        });
+        node.block(|| self.withdraw(&node));
         match node.slot.lock().take() {
             Some(value) => Ok(value),
             None => Err(RecvError),
+        }
+    }
+
+    /// [`recv`](Receiver::recv), waiting at most `timeout` (in a task, the loop enters it again then).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cothread::channel::{self, RecvTimeoutError};
+    /// use cothread::RunLoop;
+    ///
+    /// let mut rl = RunLoop::new();
+    /// let (tx, rx) = channel::bounded::<u32>(1);
+    /// let got = rl.spawn(move || rx.recv_timeout(Duration::from_millis(5)));
+    /// rl.run();
+    /// assert_eq!(got.take(), Some(Err(RecvTimeoutError::Timeout)));
+    /// drop(tx);
+    /// ```
+    #[cfg(not(loom))]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let node = {
+            let mut st = self.chan.state.lock();
+            if let Some((value, sender)) = st.take() {
+                drop(st);
+                if let Some(sender) = sender {
+                    sender.wake();
+                }
+                return Ok(value);
+            }
+            if st.senders == 0 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let node = Waiter::for_current("Receiver::recv_timeout()", Outside::Park, None);
+            st.recv_waiters.push_back(node.clone());
+            node
+        };
+        let deadline = deadline_after(timeout);
+        let state = node.block_until(deadline, || self.withdraw(&node));
+        if state == WAITING {
+            let mut st = self.chan.state.lock();
+            if node.is_queued() {
+                wait::remove(&mut st.recv_waiters, &node);
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+        match node.slot.lock().take() {
+            Some(value) => Ok(value),
+            None => Err(RecvTimeoutError::Disconnected),
+        }
+    }
+
+    /// A waiting receiver unwound: takes its node out of the queue, or hands on the message it was given.
+    fn withdraw(&self, node: &Arc<Waiter<T>>) {
+        let receiver = {
+            let mut st = self.chan.state.lock();
+            if node.is_queued() {
+                wait::remove(&mut st.recv_waiters, node);
+                None
+            } else {
+                // Handed a message but dropped before running: it goes to the next in line.
+                let value = node.slot.lock().take();
+                value.and_then(|value| st.give_back(value))
+            }
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
         }
     }
 
@@ -510,6 +620,74 @@ impl<T> TrySendError<T> {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, TrySendError::Disconnected(_))
     }
+}
+
+/// Why [`Sender::send_timeout`] failed; holds the message.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// No room came before the time-out.
+    Timeout(T),
+    /// Every receiver has been dropped.
+    Disconnected(T),
+}
+
+impl<T> SendTimeoutError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(v) | SendTimeoutError::Disconnected(v) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendTimeoutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("timed out waiting on a full channel"),
+            SendTimeoutError::Disconnected(_) => f.write_str("sending on a disconnected channel"),
+        }
+    }
+}
+
+impl<T> Error for SendTimeoutError<T> {}
+
+/// Why [`Receiver::recv_timeout`] failed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum RecvTimeoutError {
+    /// No message came before the time-out.
+    Timeout,
+    /// The channel is empty and every sender has been dropped.
+    Disconnected,
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("timed out waiting on an empty channel"),
+            RecvTimeoutError::Disconnected => {
+                f.write_str("receiving on an empty, disconnected channel")
+            }
+        }
+    }
+}
+
+impl Error for RecvTimeoutError {}
+
+/// `now + timeout`, or a deadline far enough to be never for a timeout too long to represent.
+#[cfg(not(loom))]
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl<T> From<SendError<T>> for TrySendError<T> {

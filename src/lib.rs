@@ -108,6 +108,8 @@ pub mod channel;
 mod co_queue;
 mod coroutine;
 mod lock;
+#[cfg(all(any(unix, windows), not(loom)))]
+pub mod net;
 pub mod pool;
 pub mod runloop;
 mod settings;

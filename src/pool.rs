@@ -193,7 +193,8 @@ impl Pool {
         // model returns, and an idle pool thread never would. A model that wants pooling sets it.
         let default = if cfg!(loom) { 0 } else { DEFAULT_MAX_IDLE };
         let max_idle =
-            crate::settings::env_number("COTHREAD_MAX_IDLE", default as u64, MAX_ENV_MAX_IDLE) as usize;
+            crate::settings::env_number("COTHREAD_MAX_IDLE", default as u64, MAX_ENV_MAX_IDLE)
+                as usize;
         Pool {
             idle: Mutex::new(Vec::new()),
             max_idle: AtomicUsize::new(max_idle),

@@ -18,6 +18,22 @@
 //! assert_eq!(sum.take(), Some(55));
 //! ```
 //!
+//! # An event loop
+//!
+//! | QEMU | cothread |
+//! | --- | --- |
+//! | `aio_poll` waiting in `ppoll`, `aio_notify` | the idle wait in mio's poll; a wake-up from another thread through mio's `Waker` |
+//! | `aio_set_fd_handler` + `qio_channel_yield` | [`net`](crate::net)'s sockets: a would-block operation yields until the poll reports the socket ready |
+//! | `aio_co_enter(ctx, co)` | [`spawn`] from a task onto its own loop; [`Handle::spawn`] from any thread |
+//! | `thread_pool_submit_co` | [`offload`]: blocking work on worker threads while the task yields |
+//! | `qemu_co_sleep_ns_wakeable` + `qemu_co_sleep_wake` | [`sleep`] + [`end_sleep`] |
+//! | (none) | [`block_on`]: poll a `Future` in a task; `recv_timeout` / `send_timeout` on the channels |
+//!
+//! When nothing is runnable the loop sleeps in mio's poll until a socket is ready, a [`sleep`] is due or
+//! another thread wakes it; while tasks stay runnable it still polls without sleeping every 32 entries, so
+//! tasks that wait for sockets are not starved. Where mio does not run (targets other than unix and windows,
+//! and `--cfg loom`), the loop sleeps on a condition variable and there is no I/O.
+//!
 //! # How waiting and waking work
 //!
 //! A coroutine spawned on a loop (a *task*) that has to wait — a contended [`CoMutex`](crate::CoMutex), a
@@ -52,15 +68,16 @@
 //! with the enterer). Spawn it on a loop instead. The same holds for a coroutine entered by a task (nested):
 //! it is not a task itself.
 //!
-//! Outside coroutines, channel operations that must wait park the calling OS thread (so a plain thread can
-//! feed a loop); locking a `CoMutex` or `CoRwLock`, `CoQueue::wait` and [`sleep`] panic.
+//! Outside coroutines, channel operations, sockets and [`block_on`] that must wait park the calling OS thread
+//! (so a plain thread can feed a loop); locking a `CoMutex` or `CoRwLock`, `CoQueue::wait` and [`sleep`] panic;
+//! [`offload`] just calls its closure.
 //!
 //! # When `run` gives up
 //!
 //! [`RunLoop::run`] returns when every task has finished. When no task is runnable and no [`sleep`] is pending,
 //! only something outside the loop can still wake a task: another thread or another loop. The loop cannot see
-//! who holds a sender or a lock, so it relies on being told: while a [`KeepAlive`] exists it sleeps until
-//! woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
+//! who holds a sender or a lock, so it relies on being told: while a [`KeepAlive`] exists, a task waits for a
+//! socket, an [`offload`]ed closure runs or a [`block_on`] future is pending, it sleeps until woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
 //! returns at that point instead, with the number of tasks that still wait.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -72,8 +89,18 @@ use std::time::{Duration, Instant};
 
 use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Mutex};
 use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
+
+#[cfg(not(loom))]
+mod bridge;
+mod idle;
+#[cfg(all(any(unix, windows), not(loom)))]
+pub(crate) mod readiness;
+
+#[cfg(not(loom))]
+pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
+use idle::{Idle, Poller};
 
 /// A coroutine spawned on a loop, as the wait queues and the registry see it.
 pub(crate) struct Task {
@@ -110,8 +137,18 @@ impl Task {
 /// The part of a loop that wakers on any thread reach.
 struct Shared {
     state: Mutex<State>,
-    /// The loop's thread sleeps here when nothing is runnable.
-    cvar: Condvar,
+    /// Where the loop's thread sleeps when nothing is runnable (mio's poll, or a condition variable).
+    idle: Idle,
+}
+
+impl Shared {
+    /// Wakes the loop's thread if it sleeps; the caller holds the state lock.
+    fn wake_loop(&self, st: &mut State) {
+        if st.parked {
+            st.parked = false;
+            self.idle.wake();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,13 +165,32 @@ struct State {
     timers: BinaryHeap<Timer>,
     /// Tie-breaker that keeps equal deadlines in FIFO order.
     timer_seq: u64,
-    /// The loop's thread sleeps on `cvar`.
+    /// The loop's thread sleeps (or is about to) and nobody has woken it yet.
     parked: bool,
+    /// Tasks spawned by [`spawn`] or a [`Handle`], for the loop to adopt (their records are in `runnable`).
+    incoming: Vec<Coroutine<()>>,
+    /// The loop was dropped: what is spawned now is dropped at once.
+    closed: bool,
     /// Live [`KeepAlive`]s.
     keep_alive: usize,
 }
 
-/// One pending [`sleep`].
+impl State {
+    /// Adds a timer: at `deadline` the loop sets `node` [`WOKEN`] (unless it no longer waits) and schedules
+    /// `task`.
+    fn add_timer(&mut self, deadline: Instant, node: Arc<Waiter>, task: Arc<Task>) {
+        self.timer_seq += 1;
+        let seq = self.timer_seq;
+        self.timers.push(Timer {
+            deadline,
+            seq,
+            node,
+            task,
+        });
+    }
+}
+
+/// One pending [`sleep`] (or a timed wait's alarm).
 struct Timer {
     deadline: Instant,
     seq: u64,
@@ -227,9 +283,7 @@ pub(crate) fn schedule(task: &Arc<Task>) {
         st.front.push(task.clone());
     } else {
         st.runnable.push_back(task.clone());
-        if st.parked {
-            task.home.cvar.notify_one();
-        }
+        task.home.wake_loop(&mut st);
     }
 }
 
@@ -339,6 +393,66 @@ pub fn sleep_until(deadline: Instant) {
     sleep_deadline("sleep_until()", Some(deadline));
 }
 
+/// Ends the pending [`sleep`] of the task `co` now (QEMU's `qemu_co_sleep_wake`): its loop enters it as if
+/// the time had passed. Returns whether `co` was sleeping (a sleep with a deadline too far to represent
+/// cannot be ended). A task in a timed channel wait (`recv_timeout`, `send_timeout`) counts as sleeping: that
+/// wait then times out at once.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cothread::{runloop, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let start = Instant::now();
+/// let sleeper = rl.spawn(move || {
+///     runloop::sleep(Duration::from_secs(3600));
+///     start.elapsed()
+/// });
+/// let co = sleeper.coroutine().clone();
+/// rl.spawn(move || assert!(runloop::end_sleep(&co)));
+/// rl.run();
+/// assert!(sleeper.take().unwrap() < Duration::from_secs(3600));
+/// ```
+pub fn end_sleep(co: &CoroutineRef) -> bool {
+    let id = co.id();
+    let Some(task) = REGISTRY.shard(id).lock().get(&id).cloned() else {
+        return false;
+    };
+    {
+        let st = task.home.state.lock();
+        let sleeping = st
+            .timers
+            .iter()
+            .find(|t| t.task.id == id && t.node.state() == WAITING);
+        match sleeping {
+            // The timer stays in the heap: the loop drops it when it comes up, its node no longer waiting.
+            Some(timer) if timer.node.set(WOKEN) => {}
+            _ => return false,
+        }
+    }
+    schedule(&task);
+    true
+}
+
+/// An alarm for `task` at `deadline`: when it passes, the loop sets the returned node [`WOKEN`] and enters
+/// the task (a timed wait's time-out). [`disarm`] it when the wait ends first.
+#[cfg(not(loom))]
+pub(crate) fn alarm(task: &Arc<Task>, deadline: Instant) -> Arc<Waiter> {
+    let node = Waiter::for_current("a timed wait", Outside::Panic, None);
+    task.home
+        .state
+        .lock()
+        .add_timer(deadline, node.clone(), task.clone());
+    node
+}
+
+/// Cancels an [`alarm`] that has not gone off: the loop then drops its timer when it comes up.
+#[cfg(not(loom))]
+pub(crate) fn disarm(task: &Task, alarm: &Waiter) {
+    let _st = task.home.state.lock();
+    let _ = alarm.set(CLOSED);
+}
+
 fn sleep_deadline(op: &str, deadline: Option<Instant>) {
     let node: Arc<Waiter> = Waiter::for_current(op, Outside::Panic, None);
     let Some(task) = node.task().cloned() else {
@@ -346,22 +460,15 @@ fn sleep_deadline(op: &str, deadline: Option<Instant>) {
         return;
     };
     if let Some(deadline) = deadline {
-        let mut st = task.home.state.lock();
-        st.timer_seq += 1;
-        let seq = st.timer_seq;
-        st.timers.push(Timer {
-            deadline,
-            seq,
-            node: node.clone(),
-            task: task.clone(),
-        });
+        task.home
+            .state
+            .lock()
+            .add_timer(deadline, node.clone(), task.clone());
     }
     node.block(|| {
         // Dropped while asleep: the loop skips a timer whose node no longer waits.
         let _st = task.home.state.lock();
-        if node.state() == WAITING {
-            let _ = node.set(CLOSED);
-        }
+        let _ = node.set(CLOSED);
     });
 }
 
@@ -380,6 +487,158 @@ pub struct RunLoop {
     shared: Arc<Shared>,
     /// The tasks that have not finished, by id.
     coroutines: HashMap<u64, Coroutine<()>, BuildHasherDefault<IdHasher>>,
+    /// The loop thread's side of the idle wait.
+    poller: Poller,
+    /// Tasks entered since the loop last polled for I/O (see [`POLL_INTERVAL`]).
+    entered_since_poll: u32,
+}
+
+/// While tasks are runnable, the loop still polls for I/O (without sleeping) after this many entries, so that
+/// tasks waiting for sockets are not starved by busy ones (QEMU's `aio_poll` polls on every iteration; tokio
+/// every 61 ticks).
+const POLL_INTERVAL: u32 = 32;
+
+/// A handle to a [`RunLoop`] that any thread can hold: spawns tasks onto the loop and wakes it (QEMU's
+/// `aio_co_enter` on another thread's `AioContext`). Made by [`RunLoop::handle`]; `Clone + Send + Sync`.
+///
+/// A handle does not keep [`RunLoop::run`] from returning when all tasks have finished: hold a [`KeepAlive`]
+/// for that. Tasks spawned after the loop was dropped are dropped at once, unstarted.
+///
+/// ```
+/// use cothread::{channel, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let (tx, rx) = channel::bounded(1);
+/// let got = rl.spawn(move || rx.recv().unwrap());
+/// let handle = rl.handle();
+/// let keep = rl.keep_alive(); // until the other thread has spawned
+/// let spawner = std::thread::spawn(move || {
+///     handle.spawn(move || tx.send(6 * 7).unwrap());
+///     drop(keep);
+/// });
+/// rl.run();
+/// spawner.join().unwrap();
+/// assert_eq!(got.take(), Some(42));
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Spawns a coroutine running `f` onto the loop, at the tail of its run queue, and wakes the loop.
+    ///
+    /// # Panics
+    /// Where [`Builder::spawn`] would return `Err` (the operating system refuses a thread); see
+    /// [`spawn_with`](Handle::spawn_with).
+    pub fn spawn<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        spawned_or_panic(self.spawn_with(Builder::new(), f))
+    }
+
+    /// Spawns a coroutine made by `builder` onto the loop and wakes the loop.
+    pub fn spawn_with<F, R>(&self, builder: Builder, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        spawn_onto(&self.shared, builder, f)
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+/// Spawns a coroutine running `f` onto the loop of the calling task, at the tail of its run queue (QEMU's
+/// `aio_co_enter(qemu_get_current_aio_context(), co)`); runs nothing now.
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`]; where [`Builder::spawn`] would return `Err`.
+///
+/// ```
+/// use cothread::{runloop, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let outer = rl.spawn(|| {
+///     let inner = runloop::spawn(|| 2);
+///     runloop::yield_to_loop(); // the inner task runs
+///     inner.take().unwrap() + 1
+/// });
+/// rl.run();
+/// assert_eq!(outer.take(), Some(3));
+/// ```
+pub fn spawn<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let Some(task) = current_task() else {
+        panic!("cothread: runloop::spawn() called outside a coroutine spawned on a RunLoop");
+    };
+    spawned_or_panic(spawn_onto(&task.home, Builder::new(), f))
+}
+
+fn spawned_or_panic<R>(spawned: io::Result<JoinHandle<R>>) -> JoinHandle<R> {
+    match spawned {
+        Ok(handle) => handle,
+        Err(e) => panic!("cothread: failed to create a coroutine: {e}"),
+    }
+}
+
+/// A coroutine running `f`, registered as a task of `home`; the caller puts it in the run queue.
+fn new_task<F, R>(
+    home: &Arc<Shared>,
+    builder: Builder,
+    f: F,
+) -> io::Result<(Coroutine<()>, Arc<Task>, JoinHandle<R>)>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let result = Arc::new(Mutex::new(None));
+    let slot = result.clone();
+    let co = builder.spawn(move || {
+        let value = f();
+        *slot.lock() = Some(value);
+    })?;
+    let handle = co.handle();
+    let id = handle.id();
+    let task = Arc::new(Task {
+        co: handle.clone(),
+        id,
+        home: home.clone(),
+        scheduled: AtomicBool::new(true),
+        via_front: AtomicBool::new(false),
+        waiting: Mutex::new(None),
+    });
+    REGISTRY.shard(id).lock().insert(id, task.clone());
+    Ok((co, task, JoinHandle { co: handle, result }))
+}
+
+/// Spawns onto a loop that may be running elsewhere: the loop adopts the coroutine from `incoming`.
+fn spawn_onto<F, R>(home: &Arc<Shared>, builder: Builder, f: F) -> io::Result<JoinHandle<R>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let (co, task, handle) = new_task(home, builder, f)?;
+    let mut st = home.state.lock();
+    if st.closed {
+        drop(st);
+        REGISTRY.shard(task.id).lock().remove(&task.id);
+        drop(co);
+        return Ok(handle);
+    }
+    st.incoming.push(co);
+    st.runnable.push_back(task);
+    home.wake_loop(&mut st);
+    Ok(handle)
 }
 
 /// A handle to a task spawned on a [`RunLoop`]: whether it has finished, and its value.
@@ -440,12 +699,18 @@ pub struct KeepAlive {
     shared: Arc<Shared>,
 }
 
+impl KeepAlive {
+    fn new(shared: &Arc<Shared>) -> KeepAlive {
+        shared.state.lock().keep_alive += 1;
+        KeepAlive {
+            shared: shared.clone(),
+        }
+    }
+}
+
 impl Clone for KeepAlive {
     fn clone(&self) -> KeepAlive {
-        self.shared.state.lock().keep_alive += 1;
-        KeepAlive {
-            shared: self.shared.clone(),
-        }
+        KeepAlive::new(&self.shared)
     }
 }
 
@@ -453,9 +718,7 @@ impl Drop for KeepAlive {
     fn drop(&mut self) {
         let mut st = self.shared.state.lock();
         st.keep_alive -= 1;
-        if st.parked {
-            self.shared.cvar.notify_one();
-        }
+        self.shared.wake_loop(&mut st);
     }
 }
 
@@ -480,13 +743,35 @@ impl Default for RunLoop {
 
 impl RunLoop {
     /// An empty loop.
+    ///
+    /// # Panics
+    /// If the operating system refuses the loop's poll (out of file descriptors); see
+    /// [`try_new`](RunLoop::try_new).
     pub fn new() -> RunLoop {
-        RunLoop {
+        match RunLoop::try_new() {
+            Ok(rl) => rl,
+            Err(e) => panic!("cothread: failed to create a RunLoop's poll: {e}"),
+        }
+    }
+
+    /// An empty loop, or the error of creating its poll (mio's `Poll` and `Waker`).
+    pub fn try_new() -> io::Result<RunLoop> {
+        let (idle, poller) = Idle::new()?;
+        Ok(RunLoop {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
-                cvar: Condvar::new(),
+                idle,
             }),
             coroutines: HashMap::default(),
+            poller,
+            entered_since_poll: 0,
+        })
+    }
+
+    /// A [`Handle`] that spawns onto this loop from any thread.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
         }
     }
 
@@ -511,44 +796,26 @@ impl RunLoop {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let result = Arc::new(Mutex::new(None));
-        let slot = result.clone();
-        let co = builder.spawn(move || {
-            let value = f();
-            *slot.lock() = Some(value);
-        })?;
-        let handle = co.handle();
-        let id = handle.id();
-        let task = Arc::new(Task {
-            co: handle.clone(),
-            id,
-            home: self.shared.clone(),
-            scheduled: AtomicBool::new(true),
-            via_front: AtomicBool::new(false),
-            waiting: Mutex::new(None),
-        });
-        REGISTRY.shard(id).lock().insert(id, task.clone());
-        self.coroutines.insert(id, co);
+        let (co, task, handle) = new_task(&self.shared, builder, f)?;
+        self.coroutines.insert(task.id, co);
         self.shared.state.lock().runnable.push_back(task);
-        Ok(JoinHandle { co: handle, result })
+        Ok(handle)
     }
 
     /// The number of tasks that have not finished.
     pub fn len(&self) -> usize {
-        self.coroutines.len()
+        // Tasks spawned from other threads or by tasks count before the loop has adopted them.
+        self.coroutines.len() + self.shared.state.lock().incoming.len()
     }
 
     /// Whether every task has finished.
     pub fn is_empty(&self) -> bool {
-        self.coroutines.is_empty()
+        self.len() == 0
     }
 
     /// A [`KeepAlive`] for this loop.
     pub fn keep_alive(&self) -> KeepAlive {
-        self.shared.state.lock().keep_alive += 1;
-        KeepAlive {
-            shared: self.shared.clone(),
-        }
+        KeepAlive::new(&self.shared)
     }
 
     /// Runs tasks until every one has finished, sleeping while the only thing left to wait for is a
@@ -599,8 +866,15 @@ impl RunLoop {
 
     /// The next task to enter (marked running), or `None` when the loop should return.
     fn next(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
+        if self.entered_since_poll >= POLL_INTERVAL {
+            self.entered_since_poll = 0;
+            self.poller.poll_now(&self.shared);
+        }
         let mut st = self.shared.state.lock();
         loop {
+            for co in std::mem::take(&mut st.incoming) {
+                self.coroutines.insert(co.handle().id(), co);
+            }
             let next_deadline = fire_due_timers(&mut st);
             while let Some(task) = st.runnable.pop_front() {
                 task.scheduled.store(false, Ordering::Relaxed);
@@ -608,32 +882,28 @@ impl RunLoop {
                 if self.coroutines.contains_key(&task.id) {
                     st.chain = if chained { st.chain + 1 } else { 0 };
                     st.running = task.id;
+                    self.entered_since_poll += 1;
                     return Some(task);
                 }
             }
             if self.coroutines.is_empty() {
                 return None;
             }
-            if let Some(deadline) = next_deadline {
+            if next_deadline.is_some()
+                || (when_stalled == WhenStalled::WaitOrPanic
+                    && (st.keep_alive > 0 || self.shared.idle.io_waiting()))
+            {
                 st.parked = true;
-                #[cfg(not(loom))]
-                self.shared.cvar.wait_until(&mut st, deadline);
-                #[cfg(loom)]
-                {
-                    let _ = deadline;
-                    self.shared.cvar.wait(&mut st);
-                }
+                self.poller.sleep(&self.shared, &mut st, next_deadline);
                 st.parked = false;
+                continue;
+            }
+            // Stalled: sockets that became ready since the last poll may still make tasks runnable.
+            if self.poller.poll_unlocked(&self.shared, &mut st) {
                 continue;
             }
             if when_stalled == WhenStalled::Return {
                 return None;
-            }
-            if st.keep_alive > 0 {
-                st.parked = true;
-                self.shared.cvar.wait(&mut st);
-                st.parked = false;
-                continue;
             }
             drop(st);
             panic!("{}", self.deadlock_message());
@@ -692,6 +962,13 @@ fn fire_due_timers(st: &mut State) -> Option<Instant> {
 
 impl Drop for RunLoop {
     fn drop(&mut self) {
+        {
+            let mut st = self.shared.state.lock();
+            st.closed = true;
+            for co in std::mem::take(&mut st.incoming) {
+                self.coroutines.insert(co.handle().id(), co);
+            }
+        }
         // Drop the unfinished tasks in the order they were spawned; each unwinds from where it waits, which
         // may hand locks or messages to other tasks of this loop (scheduling them here, harmlessly).
         let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();

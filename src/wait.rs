@@ -147,23 +147,7 @@ impl<T> Waiter<T> {
     /// being dropped (a destructor on its unwinding stack waits), runs `cancel` and returns [`DROPPED`].
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
-            Who::Task(task) => {
-                task.set_waiting(Some(self.state.clone()));
-                let _clear = OnUnwind(Some(|| task.set_waiting(None)));
-                let mut on_unwind = OnUnwind(Some(cancel));
-                let mut state = self.state();
-                while state == WAITING {
-                    if current_is_dropped() {
-                        // Nobody will enter us again: withdraw (or pass on what just arrived) and say so.
-                        drop(on_unwind);
-                        return DROPPED;
-                    }
-                    yield_now();
-                    state = self.state();
-                }
-                on_unwind.0 = None;
-                state
-            }
+            Who::Task(task) => self.block_task(task, cancel, || false),
             Who::Thread(parker) => {
                 let mut guard = parker.lock.lock();
                 loop {
@@ -172,6 +156,58 @@ impl<T> Waiter<T> {
                         return state;
                     }
                     parker.cvar.wait(&mut guard);
+                }
+            }
+        }
+    }
+}
+
+impl<T> Waiter<T> {
+    /// A task's side of [`block`](Waiter::block): yields until the node is no longer [`WAITING`] or
+    /// `given_up()` says to stop waiting (then returns [`WAITING`]).
+    fn block_task(
+        &self,
+        task: &Arc<Task>,
+        cancel: impl FnOnce(),
+        given_up: impl Fn() -> bool,
+    ) -> u32 {
+        task.set_waiting(Some(self.state.clone()));
+        let _clear = OnUnwind(Some(|| task.set_waiting(None)));
+        let mut on_unwind = OnUnwind(Some(cancel));
+        let mut state = self.state();
+        while state == WAITING && !given_up() {
+            if current_is_dropped() {
+                // Nobody will enter us again: withdraw (or pass on what just arrived) and say so.
+                drop(on_unwind);
+                return DROPPED;
+            }
+            yield_now();
+            state = self.state();
+        }
+        on_unwind.0 = None;
+        state
+    }
+
+    /// [`block`](Waiter::block), but gives up at `deadline`: then returns [`WAITING`] if the node still
+    /// waits, and the caller (under the primitive's lock) takes it out of the queue, or finds it was woken
+    /// meanwhile; [`DROPPED`] as `block`.
+    #[cfg(not(loom))]
+    pub(crate) fn block_until(&self, deadline: std::time::Instant, cancel: impl FnOnce()) -> u32 {
+        match &self.who {
+            Who::Task(task) => {
+                let alarm = runloop::alarm(task, deadline);
+                let state = self.block_task(task, cancel, || alarm.state() != WAITING);
+                runloop::disarm(task, &alarm);
+                state
+            }
+            Who::Thread(parker) => {
+                let mut guard = parker.lock.lock();
+                loop {
+                    let state = self.state();
+                    if state != WAITING || parker.cvar.wait_until(&mut guard, deadline).timed_out()
+                    {
+                        return self.state();
+                    }
                 }
             }
         }

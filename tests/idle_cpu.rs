@@ -54,3 +54,38 @@ fn an_enterer_does_not_spin_while_its_coroutine_runs_long() {
         "waiting 1 s for a coroutine used {used:?} of CPU"
     );
 }
+
+#[test]
+fn a_loop_waiting_for_a_socket_sleeps_in_its_poll() {
+    use cothread::RunLoop;
+    use cothread::net::TcpListener;
+    use std::io::Read;
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let mut rl = RunLoop::new();
+    let got = rl.spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut byte = [0; 1];
+        conn.read_exact(&mut byte).expect("read");
+        byte[0]
+    });
+    let client = std::thread::spawn(move || {
+        use std::io::Write;
+        // Let the loop's task reach its wait and the loop go to sleep in the poll.
+        std::thread::sleep(Duration::from_millis(100));
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = cpu_time() - before;
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(&[42]).expect("write");
+        used
+    });
+    rl.run();
+    let used = client.join().unwrap();
+    assert_eq!(got.take(), Some(42));
+    assert!(
+        used < BUDGET,
+        "a loop waiting for a connection used {used:?} of CPU in 1 s"
+    );
+}

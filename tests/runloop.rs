@@ -470,3 +470,259 @@ fn tasks_on_loops_on_two_threads_wake_each_other() {
     assert_eq!(a.join().unwrap(), (0..n).sum::<u64>());
     assert_eq!(b.join().unwrap(), n);
 }
+
+#[test]
+fn tasks_spawn_tasks_onto_their_own_loop() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let l = log.clone();
+    let outer = rl.spawn(move || {
+        let children: Vec<_> = (0..3)
+            .map(|i| {
+                let l = l.clone();
+                runloop::spawn(move || {
+                    push(&l, format!("child{i}"));
+                    i
+                })
+            })
+            .collect();
+        push(&l, "outer spawned");
+        yield_to_loop(); // the children run, in spawn order
+        children.iter().map(|c| c.take().unwrap()).sum::<i32>()
+    });
+    rl.run();
+    assert_eq!(outer.take(), Some(3));
+    assert_eq!(
+        entries(&log),
+        ["outer spawned", "child0", "child1", "child2"]
+    );
+    assert!(rl.is_empty());
+}
+
+#[test]
+fn runloop_spawn_outside_a_task_panics() {
+    let err = catch_unwind(|| runloop::spawn(|| ())).unwrap_err();
+    assert!(
+        message(err).contains("runloop::spawn() called outside a coroutine spawned on a RunLoop")
+    );
+}
+
+#[test]
+fn handles_spawn_from_four_threads_at_once_and_wake_the_loop() {
+    const THREADS: usize = 4;
+    const EACH: usize = if cfg!(miri) { 3 } else { 50 };
+    let mut rl = RunLoop::new();
+    let handle = rl.handle();
+    let (tx, rx) = channel::unbounded();
+    let keep = rl.keep_alive();
+    let spawners: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let handle = handle.clone();
+            let tx = tx.clone();
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let tasks: Vec<_> = (0..EACH)
+                    .map(|i| {
+                        let tx = tx.clone();
+                        handle.spawn(move || tx.send(t * 1000 + i).unwrap())
+                    })
+                    .collect();
+                drop(keep);
+                tasks
+            })
+        })
+        .collect();
+    drop((tx, keep));
+    // The loop sleeps (nothing runnable) until the threads' spawns wake it.
+    let sum = rl.spawn(move || rx.iter().count());
+    rl.run();
+    for s in spawners {
+        for task in s.join().unwrap() {
+            assert!(task.is_finished());
+        }
+    }
+    assert_eq!(sum.take(), Some(THREADS * EACH));
+}
+
+#[test]
+fn spawning_onto_a_dropped_loop_drops_the_task_unstarted() {
+    let rl = RunLoop::new();
+    let handle = rl.handle();
+    drop(rl);
+    let (flag, dropped) = common::drop_flag();
+    let task = handle.spawn(move || drop(flag));
+    assert!(dropped.load(Ordering::SeqCst), "the closure was dropped");
+    assert_eq!(task.take(), None);
+}
+
+#[test]
+fn offload_runs_on_another_thread_while_the_loop_runs_other_tasks() {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let (tx, rx) = channel::bounded::<()>(0);
+    let l = log.clone();
+    let offloaded = rl.spawn(move || {
+        let loop_thread = std::thread::current().id();
+        let (worker, value) = runloop::offload(move || {
+            // Blocks this worker until the other task, on the loop, has run.
+            rx.recv().unwrap();
+            (std::thread::current().id(), 7)
+        });
+        push(&l, "offload returned");
+        (worker != loop_thread, value)
+    });
+    let l = log.clone();
+    rl.spawn(move || {
+        push(&l, "other task ran");
+        tx.send(()).unwrap();
+    });
+    rl.run();
+    assert_eq!(offloaded.take(), Some((true, 7)));
+    assert_eq!(entries(&log), ["other task ran", "offload returned"]);
+    // Outside tasks it just calls the closure.
+    assert_eq!(runloop::offload(|| 5), 5);
+}
+
+#[test]
+fn an_offloaded_panic_reaches_the_task() {
+    let mut rl = RunLoop::new();
+    let task = rl.spawn(|| {
+        let caught = catch_unwind(|| runloop::offload(|| -> u32 { panic!("in the worker") }));
+        message(caught.unwrap_err())
+    });
+    rl.run();
+    assert_eq!(task.take().unwrap(), "in the worker");
+}
+
+/// A one-shot future completed by [`complete`](Oneshot::complete) from any thread.
+#[derive(Clone, Default)]
+struct Oneshot(Arc<Mutex<(Option<u32>, Option<std::task::Waker>)>>);
+
+impl Oneshot {
+    fn complete(&self, value: u32) {
+        let waker = {
+            let mut st = self.0.lock().unwrap();
+            st.0 = Some(value);
+            st.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl std::future::Future for Oneshot {
+    type Output = u32;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u32> {
+        let mut st = self.0.lock().unwrap();
+        match st.0.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                st.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+#[test]
+fn block_on_yields_until_another_thread_completes_the_future() {
+    let mut rl = RunLoop::new();
+    let future = Oneshot::default();
+    let f = future.clone();
+    let ran_meanwhile = Arc::new(AtomicBool::new(false));
+    let r = ran_meanwhile.clone();
+    let waiting = rl.spawn(move || runloop::block_on(f) + 1);
+    let (started_tx, started_rx) = channel::bounded(0);
+    rl.spawn(move || {
+        r.store(true, Ordering::SeqCst);
+        started_tx.send(()).unwrap();
+    });
+    let completer = std::thread::spawn(move || {
+        started_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        future.complete(41);
+    });
+    rl.run();
+    completer.join().unwrap();
+    assert!(ran_meanwhile.load(Ordering::SeqCst));
+    assert_eq!(waiting.take(), Some(42));
+    // Outside coroutines it blocks the thread.
+    let future = Oneshot::default();
+    let f = future.clone();
+    let t = std::thread::spawn(move || future.complete(9));
+    assert_eq!(runloop::block_on(f), 9);
+    t.join().unwrap();
+}
+
+#[test]
+fn block_on_pending_in_a_coroutine_not_on_a_loop_panics() {
+    let mut co = Coroutine::new(|| runloop::block_on(Oneshot::default()));
+    let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
+    assert!(message(err).contains("block_on() has to wait, in a coroutine that was not spawned"));
+}
+
+#[test]
+fn end_sleep_cuts_a_sleep_short() {
+    let mut rl = RunLoop::new();
+    let start = Instant::now();
+    let sleeper = rl.spawn(move || {
+        sleep(Duration::from_secs(600));
+        start.elapsed()
+    });
+    let co = sleeper.coroutine().clone();
+    let ender = rl.spawn(move || {
+        let before = runloop::end_sleep(&co);
+        (before, runloop::end_sleep(&co))
+    });
+    rl.run();
+    assert!(sleeper.take().unwrap() < Duration::from_secs(600));
+    // The first call found the sleep; the second found none.
+    assert_eq!(ender.take(), Some((true, false)));
+}
+
+#[test]
+fn recv_and_send_timeouts_in_tasks_and_threads() {
+    use cothread::channel::{RecvTimeoutError, SendTimeoutError};
+    let mut rl = RunLoop::new();
+    let (tx, rx) = channel::bounded::<u32>(1);
+    let (tx2, rx2) = (tx.clone(), rx.clone());
+    let task = rl.spawn(move || {
+        let start = Instant::now();
+        let empty = rx2.recv_timeout(Duration::from_millis(20));
+        let waited = start.elapsed();
+        tx2.send(1).unwrap();
+        let full = tx2.send_timeout(2, Duration::from_millis(5));
+        let got = rx2.recv_timeout(Duration::from_secs(60));
+        (empty, waited, full, got)
+    });
+    rl.run();
+    let (empty, waited, full, got) = task.take().unwrap();
+    assert_eq!(empty, Err(RecvTimeoutError::Timeout));
+    assert!(waited >= Duration::from_millis(20));
+    assert_eq!(full, Err(SendTimeoutError::Timeout(2)));
+    assert_eq!(got, Ok(1));
+    // A message that comes before the deadline is received; the loop does not wait for the deadline.
+    let mut rl = RunLoop::new();
+    let rx2 = rx.clone();
+    let start = Instant::now();
+    let got = rl.spawn(move || rx2.recv_timeout(Duration::from_secs(600)));
+    let tx2 = tx.clone();
+    rl.spawn(move || tx2.send(3).unwrap());
+    rl.run();
+    assert_eq!(got.take(), Some(Ok(3)));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    // Outside coroutines, the thread waits.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    drop(tx);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
