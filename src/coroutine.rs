@@ -18,7 +18,7 @@ use std::panic::{self, AssertUnwindSafe};
 use crate::backend::{Backend, Context, ContextOps, with_context};
 use crate::baton::{Baton, Phase};
 use crate::pool::Spec;
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, thread};
 
@@ -32,6 +32,8 @@ pub(crate) const FINISHED: &str = "entered a coroutine that has finished";
 /// The message of the panic when a dropped coroutine catches its forced unwind and yields again.
 pub(crate) const YIELD_WHILE_DROPPED: &str =
     "a coroutine being dropped caught its forced unwind and yielded again";
+/// The message of the panic for entering a generator's coroutine through a [`CoroutineRef`].
+pub(crate) const HANDLE_ENTERED_GENERATOR: &str = "entered a generator through a CoroutineRef (only its owner resumes it, with ScopedGenerator::resume)";
 /// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
 pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
@@ -107,6 +109,9 @@ pub(crate) struct Control {
     /// Changes only when the block is reused whole for a new coroutine (native spares).
     id: AtomicU64,
     name: Option<String>,
+    /// Set by a generator's owner before it first resumes it (and cleared when the block is renewed): only the
+    /// owner may enter it, since its body may borrow what only the owner's lifetime keeps alive.
+    owner_only: AtomicBool,
     unwinding: AtomicU8,
     out: UnsafeCell<Out>,
     stash: UnsafeCell<Option<Box<dyn Value>>>,
@@ -317,6 +322,7 @@ impl Builder {
             context,
             id: AtomicU64::new(next_id()),
             name: self.spec.name,
+            owner_only: AtomicBool::new(false),
             unwinding: AtomicU8::new(NOT_UNWINDING),
             out: UnsafeCell::new(Out::NONE),
             stash: UnsafeCell::new(None),
@@ -349,6 +355,7 @@ impl Control {
     pub(crate) unsafe fn renew(&self) {
         self.baton.reset_local();
         self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
+        self.owner_only.store(false, Ordering::Relaxed);
         // SAFETY: the caller holds the only reference: nobody else touches the cells.
         unsafe {
             self.out.with_mut(|out| *out = Out::NONE);
@@ -446,6 +453,13 @@ impl<R> Coroutine<R> {
         self.co.baton.phase() == Phase::Finished
     }
 
+    /// Makes this coroutine a generator's, which only its owner may enter (a handle's enter panics), and
+    /// returns its control block, for the generator's `Yielder`. Called before the coroutine first runs.
+    pub(crate) fn make_owner_only(&self) -> &Control {
+        self.co.owner_only.store(true, Ordering::Relaxed);
+        &self.co
+    }
+
     /// A handle to this coroutine.
     pub fn handle(&self) -> CoroutineRef {
         CoroutineRef {
@@ -510,6 +524,7 @@ impl CoroutineRef {
     /// # Panics
     /// As [`Coroutine::enter`]: re-entered recursively, entered after finishing, or the body's own panic.
     pub fn enter(&self) -> Resume<()> {
+        self.check_not_generator();
         match enter(&self.co, Out::NONE) {
             Ok(Phase::Yielded) => Resume::Yielded,
             Ok(_) => Resume::Returned(()),
@@ -523,6 +538,7 @@ impl CoroutineRef {
     /// # Panics
     /// If the coroutine has finished, or with the body's own panic.
     pub fn enter_if_inactive(&self) -> bool {
+        self.check_not_generator();
         if self.is_entered() {
             return false;
         }
@@ -545,6 +561,14 @@ impl CoroutineRef {
                 Err(_) => false,
             }
         })
+    }
+
+    /// Panics if the coroutine is a generator's, which only its owner resumes.
+    #[inline]
+    fn check_not_generator(&self) {
+        if self.co.owner_only.load(Ordering::Relaxed) {
+            panic!("{HANDLE_ENTERED_GENERATOR}");
+        }
     }
 
     /// A number that identifies the coroutine within this process.
@@ -695,7 +719,12 @@ pub fn yield_now() {
     // SAFETY: a non-null CURRENT points at the control block of the coroutine running on this thread, which a
     // reference keeps alive while it runs (see `CURRENT`), that is for this whole call: the coroutine runs
     // whenever this code does.
-    let co: &Control = unsafe { &*ptr };
+    yield_from(unsafe { &*ptr });
+}
+
+/// [`yield_now`] from the coroutine `co`, which the caller runs in (a generator's `Yielder` knows its own).
+#[inline]
+pub(crate) fn yield_from(co: &Control) {
     with_context!(&co.context, ctx => {
         if ctx.yield_to_caller(&co.baton).is_err() {
             forced_unwind(co);
