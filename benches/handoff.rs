@@ -135,6 +135,34 @@ fn round_robin(c: &mut Criterion) {
     g.finish();
 }
 
+/// Generators: a round trip carrying a `u64` each way, and a lifecycle; each beside its baseline (the
+/// QEMU-style round trip on the thread backend, corosensei on the native one).
+fn generator(c: &mut Criterion) {
+    let mut g = c.benchmark_group("generator");
+    g.bench_function("round_trip/thread/spin", |b| {
+        b.iter_custom(|n| workloads::generator_round_trip(Variant::SPIN, n))
+    });
+    g.bench_function("round_trip/baseline/thread_qemu_style/spin", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::SPIN, n))
+    });
+    #[cfg(feature = "native")]
+    {
+        g.bench_function("round_trip/native", |b| {
+            b.iter_custom(workloads::native::generator_round_trip)
+        });
+        g.bench_function("round_trip/baseline/corosensei", |b| {
+            b.iter_custom(workloads::native::raw_generator_round_trip)
+        });
+        g.bench_function("lifecycle/native/pooled", |b| {
+            b.iter_custom(workloads::native::generator_lifecycle)
+        });
+        g.bench_function("lifecycle/baseline/corosensei_reused_stack", |b| {
+            b.iter_custom(workloads::native::raw_lifecycle)
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -145,6 +173,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, lifecycle, nesting, round_robin
+    targets = round_trip, lifecycle, nesting, round_robin, generator
 }
 criterion_main!(benches);

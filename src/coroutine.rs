@@ -460,6 +460,12 @@ impl<R> Coroutine<R> {
         &self.co
     }
 
+    /// Whether the calling thread may run (and so unwind) this coroutine: always on the thread backend; on the
+    /// native one, only on its own thread (binding an unbound one here).
+    pub(crate) fn runs_here(&self) -> bool {
+        with_context!(&self.co.context, ctx => ctx.runs_here(&self.co, true))
+    }
+
     /// A handle to this coroutine.
     pub fn handle(&self) -> CoroutineRef {
         CoroutineRef {

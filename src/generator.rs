@@ -119,7 +119,8 @@ impl<I, Y, R> SharedPtr<I, Y, R> {
     }
 }
 
-/// A generator whose body may borrow for `'a` (corosensei's `ScopedCoroutine`): a body
+/// A generator whose body may borrow for `'a` (corosensei's `ScopedCoroutine`; [`Generator`] when it borrows
+/// nothing): a body
 /// `FnOnce(&Yielder<I, Y>, I) -> R` that takes an input `I` on each [`resume`](ScopedGenerator::resume),
 /// hands out `Y`s with [`Yielder::suspend`], and finally returns an `R`.
 ///
@@ -132,43 +133,65 @@ impl<I, Y, R> SharedPtr<I, Y, R> {
 /// inside a generator gives control back without a value: the `resume` that gets it panics ("a generator
 /// yielded without a value"); use [`Yielder::suspend`].
 ///
-/// Leaking a suspended generator with `mem::forget` is sound: its body never runs again; its thread or stack
-/// is leaked (see below).
-///
 /// ```
 /// use cothread::{GeneratorResult, ScopedGenerator};
 ///
 /// let mut seen = Vec::new();
-/// let mut g = ScopedGenerator::new(|y, first: i32| {
-///     seen.push(first);
-///     let second = y.suspend("half way");
-///     seen.push(second);
-///     seen.len()
-/// });
-/// assert_eq!(g.resume(1), GeneratorResult::Yield("half way"));
-/// assert_eq!(g.resume(2), GeneratorResult::Return(2));
-/// drop(g);
+/// let last = ScopedGenerator::scope(
+///     |y, first: i32| {
+///         seen.push(first);
+///         let second = y.suspend("half way");
+///         seen.push(second);
+///         seen.len()
+///     },
+///     |g| {
+///         assert_eq!(g.resume(1), GeneratorResult::Yield("half way"));
+///         g.resume(2)
+///     },
+/// );
+/// assert_eq!(last, GeneratorResult::Return(2));
 /// assert_eq!(seen, [1, 2]);
 /// ```
 ///
 /// # Borrowing, and why it is sound
 ///
-/// The body of a `ScopedGenerator<'a, ..>` may borrow for `'a`; the coroutine underneath wants a `'static`
-/// body, so the body is boxed and its lifetime erased. That is sound because the body only ever runs inside a
-/// call on the generator itself, while `'a` is alive:
-/// - it runs only while the owner's [`resume`](ScopedGenerator::resume) (which borrows the generator, so `'a`
-///   is alive) waits for it, or while the owner's drop unwinds it (the same);
-/// - nothing else can run it: the coroutine is marked owner-only, so a [`CoroutineRef`](crate::CoroutineRef)
-///   obtained inside the body with [`current`](crate::current) panics if it tries to enter it, and its
-///   `Yielder` cannot leave the body (it is neither `Send` nor `Sync`, and the body only sees it borrowed);
-/// - if the generator is leaked with `mem::forget` while suspended, nothing ever resumes the body again. On the
-///   thread backend its thread stays parked on the baton for good (only an enterer's claim wakes it, and only
-///   the forgotten owner could claim); on the native backend its stack is never switched to again. The
-///   borrows it holds dangle but are never used, as with any leaked value that holds references. Its thread or
-///   stack is owned by the generator and leaked with it, so no other code ever reuses that memory under it.
-///   (corosensei's `ScopedCoroutine` takes another way: it lends the coroutine out only inside `scope`, because
-///   it also accepts a borrowed stack, whose memory the lender could reuse after a leak.)
-/// - if a native generator is dropped on a thread other than its own, its stack is leaked the same way.
+/// A generator that borrows (`'a` shorter than `'static`) is only ever lent out, by [`ScopedGenerator::scope`]
+/// (or [`Builder::scoped_generator`]), which drops it, unwinding its body, before it returns: corosensei's
+/// `ScopedCoroutine::scope`, for the same reason. A generator made by value ([`ScopedGenerator::new`],
+/// [`Builder::generator`]) borrows nothing (`'static`), so leaking it is harmless. The reason is not only that
+/// a leaked body must never run again (it cannot: only the owner resumes it, see below), but that its frames
+/// never return: a reference passed into a call that has not returned is *protected* in Rust's aliasing model
+/// (Stacked and Tree Borrows), so touching the borrowed data again after the borrow ended would be undefined
+/// behaviour even though the body never runs. Miri reports exactly that for a borrowing generator leaked with
+/// `mem::forget`. So:
+/// - the body runs only while the owner's [`resume`](ScopedGenerator::resume) waits for it, or while the
+///   owner's drop unwinds it; nothing else can run it: its coroutine is owner-only (a
+///   [`CoroutineRef`](crate::CoroutineRef) obtained inside the body with [`current`](crate::current) panics
+///   if it tries to enter it), and its `Yielder` cannot leave the body (it is neither `Send` nor `Sync`);
+/// - the lent `&mut ScopedGenerator<'a, ..>` cannot be swapped for another generator and taken away: the type
+///   is invariant in `'a`, and the only generators made by value are `'static` ones;
+/// - `scope` unwinds the body's frames before it returns, on the thread that runs `scope`. Where it cannot (a
+///   native generator that was resumed on another thread, or a suspended generator under `panic = "abort"`),
+///   it aborts the process with a message rather than return while the body still holds its borrows.
+/// - a `'static` generator leaked while suspended keeps its thread parked (thread backend) or its stack
+///   (native) for good; its body never runs again.
+///
+/// A borrowing generator cannot be made by value, nor taken out of its scope:
+///
+/// ```compile_fail
+/// # use cothread::{ScopedGenerator, Yielder};
+/// let mut n = 0;
+/// let g = ScopedGenerator::new(|_: &Yielder<(), ()>, ()| n += 1); // `F` must be `'static`
+/// ```
+///
+/// ```compile_fail
+/// # use cothread::{Generator, ScopedGenerator, Yielder};
+/// let mut n = 0;
+/// ScopedGenerator::scope(|_: &Yielder<(), ()>, ()| n += 1, |g| {
+///     let other: Generator<(), (), ()> = Generator::new(|_, ()| {});
+///     std::mem::forget(std::mem::replace(g, other)); // `'static` is not the scope's `'a`
+/// });
+/// ```
 ///
 /// # `Send` bounds
 ///
@@ -182,7 +205,8 @@ pub struct ScopedGenerator<'a, I, Y, R> {
     /// From `Box::into_raw`, freed by `drop`; shared with the body.
     shared: *mut Shared<I, Y, R>,
     started: bool,
-    borrows: PhantomData<&'a ()>,
+    /// Invariant in `'a`: a lent generator cannot be swapped for a `'static` one (see "Borrowing").
+    borrows: PhantomData<std::cell::Cell<&'a ()>>,
 }
 
 /// A generator whose body borrows nothing: [`ScopedGenerator<'static, I, Y, R>`] (corosensei's `Coroutine`).
@@ -192,22 +216,46 @@ pub type Generator<I, Y, R> = ScopedGenerator<'static, I, Y, R>;
 // `I`, `Y` and `R` (`Send`). `&ScopedGenerator` offers only `started` and `done`, but `Sync` is not needed.
 unsafe impl<I: Send, Y: Send, R: Send> Send for ScopedGenerator<'_, I, Y, R> {}
 
+impl<I, Y, R> ScopedGenerator<'static, I, Y, R>
+where
+    I: Send + 'static,
+    Y: Send + 'static,
+    R: Send + 'static,
+{
+    /// Creates a generator that will run `f` on the default backend; runs nothing. It borrows nothing: for a
+    /// body that borrows, see [`scope`](ScopedGenerator::scope).
+    ///
+    /// # Panics
+    /// Where [`Builder::generator`] would return `Err`: if the operating system refuses a thread or stack.
+    pub fn new<F>(f: F) -> Generator<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'static,
+    {
+        match Builder::new().generator(f) {
+            Ok(g) => g,
+            Err(e) => panic!("cothread: failed to create a generator: {e}"),
+        }
+    }
+}
+
 impl<'a, I, Y, R> ScopedGenerator<'a, I, Y, R>
 where
     I: Send + 'a,
     Y: Send + 'a,
     R: Send + 'a,
 {
-    /// Creates a generator that will run `f` on the default backend; runs nothing.
+    /// Creates a generator that will run `f`, which may borrow for `'a`, on the default backend; lends it to
+    /// `body`; drops it (unwinding its body if it is suspended) and returns what `body` returned.
     ///
     /// # Panics
-    /// Where [`Builder::generator`] would return `Err`: if the operating system refuses a thread or stack.
-    pub fn new<F>(f: F) -> ScopedGenerator<'a, I, Y, R>
+    /// Where [`Builder::scoped_generator`] would return `Err`; with `body`'s panic (after dropping the
+    /// generator). Aborts the process where it cannot unwind a suspended generator (see "Borrowing" above).
+    pub fn scope<F, T>(f: F, body: impl FnOnce(&mut ScopedGenerator<'a, I, Y, R>) -> T) -> T
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'a,
     {
-        match Builder::new().generator(f) {
-            Ok(g) => g,
+        match Builder::new().scoped_generator(f, body) {
+            Ok(t) => t,
             Err(e) => panic!("cothread: failed to create a generator: {e}"),
         }
     }
@@ -263,7 +311,7 @@ impl<I, Y, R> ScopedGenerator<'_, I, Y, R> {
 
 impl Builder {
     /// Creates a generator with these settings (name, stack size, backend); runs nothing. Fails as
-    /// [`Builder::spawn`] does.
+    /// [`Builder::spawn`] does. For a body that borrows, see [`Builder::scoped_generator`].
     ///
     /// ```
     /// use cothread::{Builder, GeneratorResult};
@@ -274,7 +322,66 @@ impl Builder {
     /// assert_eq!(g.resume(21), GeneratorResult::<_, ()>::Yield(42));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn generator<'a, F, I, Y, R>(self, f: F) -> io::Result<ScopedGenerator<'a, I, Y, R>>
+    pub fn generator<F, I, Y, R>(self, f: F) -> io::Result<Generator<I, Y, R>>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'static,
+        I: Send + 'static,
+        Y: Send + 'static,
+        R: Send + 'static,
+    {
+        // SAFETY: `'static`: nothing the body borrows can end.
+        unsafe { self.generator_unchecked(f) }
+    }
+
+    /// [`ScopedGenerator::scope`] with these settings: creates a generator whose body may borrow for `'a`, lends
+    /// it to `body`, drops it and returns what `body` returned. Fails as [`Builder::spawn`] does (then `body`
+    /// does not run).
+    ///
+    /// ```
+    /// use cothread::{Backend, Builder};
+    ///
+    /// let text = String::from("borrowed words, not copied");
+    /// let words: Vec<&str> = Builder::new()
+    ///     .backend(Backend::Thread)
+    ///     .scoped_generator(
+    ///         |y, ()| {
+    ///             for w in text.split(' ') {
+    ///                 y.suspend(w);
+    ///             }
+    ///         },
+    ///         |g| g.collect(),
+    ///     )?;
+    /// assert_eq!(words, ["borrowed", "words,", "not", "copied"]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn scoped_generator<'a, F, I, Y, R, T>(
+        self,
+        f: F,
+        body: impl FnOnce(&mut ScopedGenerator<'a, I, Y, R>) -> T,
+    ) -> io::Result<T>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'a,
+        I: Send + 'a,
+        Y: Send + 'a,
+        R: Send + 'a,
+    {
+        // SAFETY: the generator is only lent to `body`, never given away (the type is invariant in `'a`, and no
+        // other `ScopedGenerator<'a, ..>` can be had by value to swap it for), and `Unwound` unwinds it (or
+        // aborts) before this returns or unwinds.
+        let g = unsafe { self.generator_unchecked(f)? };
+        let mut unwound = Unwound(g);
+        Ok(body(&mut unwound.0))
+    }
+
+    /// Creates a generator whose body may borrow for `'a`.
+    ///
+    /// # Safety
+    /// The caller makes sure that the generator is dropped, unwinding its body's frames, before `'a` ends (a
+    /// suspended body's frames hold its borrows as protected references until they return).
+    unsafe fn generator_unchecked<'a, F, I, Y, R>(
+        self,
+        f: F,
+    ) -> io::Result<ScopedGenerator<'a, I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'a,
         I: Send + 'a,
@@ -304,7 +411,7 @@ impl Builder {
         };
         let body: Box<dyn FnOnce() + Send + 'a> = Box::new(body);
         // SAFETY: only the lifetime changes (same layout). The body runs only inside the owner's `resume` or
-        // drop, while `'a` is alive, or never again: see `ScopedGenerator`'s documentation.
+        // drop, which the caller makes happen before `'a` ends (see "Borrowing" on `ScopedGenerator`).
         let body: Box<dyn FnOnce() + Send + 'static> = unsafe { mem::transmute(body) };
         let co = match self.spawn(body) {
             Ok(co) => co,
@@ -324,6 +431,35 @@ impl Builder {
             borrows: PhantomData,
         })
     }
+}
+
+/// A lent generator: dropped (unwinding its body) when the scope ends, normally or by a panic; aborts the process
+/// if its body's frames would outlive the scope.
+struct Unwound<'a, I, Y, R>(ScopedGenerator<'a, I, Y, R>);
+
+impl<I, Y, R> Drop for Unwound<'_, I, Y, R> {
+    fn drop(&mut self) {
+        let g = &self.0;
+        if !g.started || g.done() {
+            return; // no frames: dropping it drops the body unrun, or nothing
+        }
+        if cfg!(panic = "abort") {
+            unwind_failed("a suspended scoped generator cannot be unwound under panic = \"abort\"");
+        }
+        if !g.co.runs_here() {
+            unwind_failed(
+                "a scoped native generator ended its scope on a thread other than its own",
+            );
+        }
+        // The generator itself is dropped after this, as a field: its drop unwinds the suspended body here.
+    }
+}
+
+/// Aborts: returning from a scope while a body's frames still hold its borrows would be undefined behaviour.
+#[cold]
+fn unwind_failed(why: &str) -> ! {
+    eprintln!("cothread: {why}; aborting (its body still borrows from the scope)");
+    std::process::abort();
 }
 
 impl<I, Y, R> Drop for ScopedGenerator<'_, I, Y, R> {

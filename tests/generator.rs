@@ -41,6 +41,7 @@ on_each_backend!(
     started_and_done_follow_the_body,
     a_generator_of_values_is_an_iterator,
     the_body_borrows_from_the_creator,
+    a_scope_unwinds_its_suspended_generator,
     a_panic_reaches_resume_and_ends_the_generator,
     resuming_a_finished_generator_panics,
     dropping_a_suspended_generator_unwinds_it,
@@ -110,23 +111,79 @@ fn a_generator_of_values_is_an_iterator(backend: Backend) {
 fn the_body_borrows_from_the_creator(backend: Backend) {
     let words = vec!["a".to_owned(), "bb".to_owned(), "ccc".to_owned()];
     let mut lengths = Vec::new();
-    {
-        // Borrows `words` shared and `lengths` mutably; yields borrowed `&str`s.
-        let mut g = builder(backend)
-            .generator(|y: &Yielder<(), &str>, ()| {
+    // Borrows `words` shared and `lengths` mutably; yields borrowed `&str`s.
+    let returned = builder(backend)
+        .scoped_generator(
+            |y: &Yielder<(), &str>, ()| {
                 for w in &words {
                     lengths.push(w.len());
                     y.suspend(w.as_str());
                 }
                 lengths.len()
-            })
-            .unwrap();
-        assert_eq!(g.resume(()), GeneratorResult::Yield("a"));
-        assert_eq!(g.resume(()), GeneratorResult::Yield("bb"));
-        assert_eq!(g.resume(()), GeneratorResult::Yield("ccc"));
-        assert_eq!(g.resume(()), GeneratorResult::Return(3));
-    }
+            },
+            |g| {
+                assert_eq!(g.resume(()), GeneratorResult::Yield("a"));
+                assert_eq!(g.resume(()), GeneratorResult::Yield("bb"));
+                assert_eq!(g.resume(()), GeneratorResult::Yield("ccc"));
+                g.resume(())
+            },
+        )
+        .unwrap();
+    assert_eq!(returned, GeneratorResult::Return(3));
     assert_eq!(lengths, [1, 2, 3]);
+}
+
+fn a_scope_unwinds_its_suspended_generator(backend: Backend) {
+    let mut log = Vec::new();
+    {
+        struct Logs<'a>(&'a mut Vec<&'static str>);
+        impl Drop for Logs<'_> {
+            fn drop(&mut self) {
+                self.0.push("body unwound");
+            }
+        }
+        let first = builder(backend)
+            .scoped_generator(
+                |y: &Yielder<(), u8>, ()| {
+                    let logs = Logs(&mut log);
+                    y.suspend(1);
+                    logs.0.push("never: the scope ends while suspended");
+                },
+                |g| g.resume(()),
+            )
+            .unwrap();
+        assert_eq!(first, GeneratorResult::Yield(1));
+    }
+    assert_eq!(log, ["body unwound"]);
+
+    // Also when the scope's own body panics.
+    let mut count = 0;
+    let err = panic::catch_unwind(AssertUnwindSafe(|| {
+        builder(backend)
+            .scoped_generator(
+                |y: &Yielder<(), ()>, ()| {
+                    let bump = BumpOnDrop(&mut count);
+                    y.suspend(());
+                    drop(bump);
+                },
+                |g| {
+                    let _ = g.resume(());
+                    panic!("scope body panics");
+                },
+            )
+            .unwrap()
+    }))
+    .unwrap_err();
+    assert_eq!(message(err), "scope body panics");
+    assert_eq!(count, 1);
+}
+
+struct BumpOnDrop<'a>(&'a mut u32);
+
+impl Drop for BumpOnDrop<'_> {
+    fn drop(&mut self) {
+        *self.0 += 1;
+    }
 }
 
 fn a_panic_reaches_resume_and_ends_the_generator(backend: Backend) {
@@ -196,24 +253,29 @@ fn dropping_an_unstarted_generator_drops_its_body(backend: Backend) {
 }
 
 fn forgetting_a_suspended_generator_never_runs_it_again(backend: Backend) {
-    let mut counter = 0u32;
+    // Only `'static` generators can be had by value, so only they can be leaked (see `ScopedGenerator`).
+    let counter = Arc::new(AtomicUsize::new(0));
+    let seen = counter.clone();
     let mut g = builder(backend)
-        .generator(|y: &Yielder<(), ()>, ()| {
-            counter += 1;
+        .generator(move |y: &Yielder<(), ()>, ()| {
+            seen.fetch_add(1, Ordering::SeqCst);
             y.suspend(());
-            counter += 100; // never runs: the generator is forgotten while suspended here
+            seen.fetch_add(100, Ordering::SeqCst); // never runs: forgotten while suspended here
         })
         .unwrap();
     assert_eq!(g.resume(()), GeneratorResult::Yield(()));
     std::mem::forget(g);
-    // The borrow of `counter` has ended: it is ours again, and nothing touches it behind our back.
-    counter += 1;
     std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) {
         1
     } else {
         20
     }));
-    assert_eq!(counter, 2);
+    assert_eq!(counter.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        Arc::strong_count(&counter),
+        2,
+        "the leaked body still holds its clone"
+    );
 }
 
 fn coroutine_calls_work_inside_a_generator(backend: Backend) {
