@@ -50,13 +50,12 @@ impl<Y, R> GeneratorResult<Y, R> {
 
 /// The body's end of a generator: [`suspend`](Yielder::suspend) hands a value to the resumer and returns the
 /// next input. Passed to the body by reference; it cannot leave the body.
-///
-/// Invariant: `input` and `yielded` are touched by one side at a time: the resumer while the body does not run
-/// (before it enters the coroutine and after it got control back), the body while it runs; the baton's
-/// release/acquire hand-offs order the two sides.
 pub struct Yielder<I, Y> {
     /// The generator's coroutine: set before the body first runs, alive while it runs (the owner holds it).
     co: *const Control,
+    // `input` and `yielded` are touched by one side at a time: the resumer while the body does not run (before
+    // it enters the coroutine and after it got control back), the body while it runs; the baton's
+    // release/acquire hand-offs order the two sides.
     input: UnsafeCell<Option<I>>,
     yielded: UnsafeCell<Option<Y>>,
 }
