@@ -58,7 +58,7 @@ fn round_trip(c: &mut Criterion) {
             b.iter_custom(|n| workloads::ping_pong_parking_lot_pinned(placement, n).expect("CPUs"))
         });
     }
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     {
         g.bench_function("native", |b| b.iter_custom(workloads::native::round_trip));
         g.bench_function("baseline/corosensei", |b| {
@@ -82,7 +82,7 @@ fn lifecycle(c: &mut Criterion) {
     g.bench_function("baseline/thread_spawn_join", |b| {
         b.iter_custom(workloads::spawn_join)
     });
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     {
         g.bench_function("native/pooled", |b| {
             b.iter_custom(workloads::native::lifecycle)
@@ -113,7 +113,7 @@ fn nesting(c: &mut Criterion) {
     g.bench_function("thread/park", |b| {
         b.iter_custom(|n| workloads::nesting(park, DEPTH, n))
     });
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     g.bench_function("native", |b| {
         b.iter_custom(|n| workloads::native::nesting(DEPTH, n))
     });
@@ -128,10 +128,38 @@ fn round_robin(c: &mut Criterion) {
     g.bench_function("thread/park", |b| {
         b.iter_custom(|n| workloads::round_robin(Variant::PARK, 100, n))
     });
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     g.bench_function("native", |b| {
         b.iter_custom(|n| workloads::native::round_robin(100, n))
     });
+    g.finish();
+}
+
+/// Generators: a round trip carrying a `u64` each way, and a lifecycle; each beside its baseline (the
+/// QEMU-style round trip on the thread backend, corosensei on the native one).
+fn generator(c: &mut Criterion) {
+    let mut g = c.benchmark_group("generator");
+    g.bench_function("round_trip/thread/spin", |b| {
+        b.iter_custom(|n| workloads::generator_round_trip(Variant::SPIN, n))
+    });
+    g.bench_function("round_trip/baseline/thread_qemu_style/spin", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::SPIN, n))
+    });
+    #[cfg(cothread_native)]
+    {
+        g.bench_function("round_trip/native", |b| {
+            b.iter_custom(workloads::native::generator_round_trip)
+        });
+        g.bench_function("round_trip/baseline/corosensei", |b| {
+            b.iter_custom(workloads::native::raw_generator_round_trip)
+        });
+        g.bench_function("lifecycle/native/pooled", |b| {
+            b.iter_custom(workloads::native::generator_lifecycle)
+        });
+        g.bench_function("lifecycle/baseline/corosensei_reused_stack", |b| {
+            b.iter_custom(workloads::native::raw_lifecycle)
+        });
+    }
     g.finish();
 }
 
@@ -145,6 +173,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, lifecycle, nesting, round_robin
+    targets = round_trip, lifecycle, nesting, round_robin, generator
 }
 criterion_main!(benches);

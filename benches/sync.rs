@@ -19,7 +19,7 @@ type MakeBuilder = fn() -> Builder;
 fn backends() -> Vec<(&'static str, MakeBuilder)> {
     vec![
         ("thread", || Builder::new().backend(Backend::Thread)),
-        #[cfg(feature = "native")]
+        #[cfg(cothread_native)]
         ("native", || Builder::new().backend(Backend::Native)),
     ]
 }

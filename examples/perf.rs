@@ -5,7 +5,8 @@
 //! "interleaved" rows: medians of alternating short runs (see `workloads::interleaved`), with their ratios in
 //! the last lines. `-- park-vs-parking-lot` runs only the thread backend's pair (40 pairs of 1,000 round
 //! trips); `--features native -- native-vs-corosensei` only the native backend's against raw corosensei (the
-//! round trip and the pooled lifecycle, 400 pairs each).
+//! round trip and the pooled lifecycle, 400 pairs each); `-- generators` only the generators' rows against their
+//! baselines (thread: the QEMU-style round trip; native: corosensei).
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
@@ -85,17 +86,17 @@ fn park_vs_parking_lot(row: &mut impl FnMut(&'static str, &'static str, f64)) ->
 }
 
 /// Interleaved comparison of the native backend with raw corosensei: pairs, and operations a run.
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 const NATIVE_PAIRS: usize = 400;
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 const NATIVE_ROUND_TRIPS: u64 = 10_000;
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 const NATIVE_LIFECYCLES: u64 = 2_000;
 
 /// The native round trip and pooled lifecycle against raw corosensei's, in alternating short runs (see
 /// `workloads::interleaved`), so that a change in the host's load hits both sides of a pair alike: adds four
 /// rows and returns the summary lines.
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
     use workloads::native;
     let trips = workloads::interleaved(
@@ -138,6 +139,82 @@ fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -
     summary
 }
 
+/// Interleaved generator comparisons: pairs, and operations a run (native; thread).
+#[cfg(cothread_native)]
+const GENERATOR_PAIRS: usize = 200;
+#[cfg(cothread_native)]
+const GENERATOR_ROUND_TRIPS: u64 = 10_000;
+#[cfg(cothread_native)]
+const GENERATOR_LIFECYCLES: u64 = 2_000;
+const THREAD_GENERATOR_PAIRS: usize = 40;
+const THREAD_GENERATOR_ROUND_TRIPS: u64 = 2_000;
+
+/// Generators against their baselines, in alternating short runs (see `workloads::interleaved`): the thread
+/// backend's round trip (a `u64` each way) against its QEMU-style round trip, and with `native` the native
+/// round trip against corosensei's (a `u64` each way too) and the pooled lifecycle against corosensei's on a
+/// reused stack. Adds the rows and returns the summary line.
+fn generators(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
+    let firsts = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0).collect());
+    let seconds = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.1).collect());
+    let ratio = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0 / p.1).collect());
+    let thread = workloads::interleaved(
+        THREAD_GENERATOR_PAIRS,
+        THREAD_GENERATOR_ROUND_TRIPS,
+        |n| workloads::generator_round_trip(Variant::SPIN, n),
+        |n| workloads::round_trip(Variant::SPIN, n),
+    );
+    row("generator", "thread, spin (interleaved)", firsts(&thread));
+    row(
+        "generator",
+        "baseline: thread QEMU-style yield",
+        seconds(&thread),
+    );
+    #[allow(unused_mut)]
+    let mut summary = format!(
+        "generator / baseline, median of interleaved pairs: thread round trip / QEMU-style {:.2}",
+        ratio(&thread)
+    );
+    #[cfg(cothread_native)]
+    {
+        use workloads::native;
+        let trips = workloads::interleaved(
+            GENERATOR_PAIRS,
+            GENERATOR_ROUND_TRIPS,
+            native::generator_round_trip,
+            native::raw_generator_round_trip,
+        );
+        let lives = workloads::interleaved(
+            GENERATOR_PAIRS,
+            GENERATOR_LIFECYCLES,
+            native::generator_lifecycle,
+            native::raw_lifecycle,
+        );
+        row("generator", "native (interleaved)", firsts(&trips));
+        row(
+            "generator",
+            "baseline: corosensei u64 both ways",
+            seconds(&trips),
+        );
+        row(
+            "gen-lifecycle",
+            "native, pooled (interleaved)",
+            firsts(&lives),
+        );
+        row(
+            "gen-lifecycle",
+            "baseline: corosensei reused stack",
+            seconds(&lives),
+        );
+        summary += &format!(
+            "; native round trip / corosensei {:.2}; native lifecycle / corosensei {:.2}",
+            ratio(&trips),
+            ratio(&lives)
+        );
+    }
+    eprintln!("  {summary}");
+    summary
+}
+
 struct Row {
     case: &'static str,
     variant: &'static str,
@@ -156,7 +233,7 @@ fn echo_vs_tokio() -> String {
             c / t
         );
     }
-    let backend = if cfg!(feature = "native") {
+    let backend = if cfg!(cothread_native) {
         "native"
     } else {
         "thread"
@@ -194,7 +271,12 @@ fn main() {
         println!("{}", echo_vs_tokio());
         return;
     }
-    #[cfg(feature = "native")]
+    if std::env::args().nth(1).as_deref() == Some("generators") {
+        // Only the generators' comparisons: `cargo run --release [--features native] --example perf -- generators`.
+        println!("{}", generators(&mut row));
+        return;
+    }
+    #[cfg(cothread_native)]
     if std::env::args().nth(1).as_deref() == Some("native-vs-corosensei") {
         // `cargo run --release --features native --example perf -- native-vs-corosensei`.
         println!("{}", native_vs_corosensei(&mut row));
@@ -291,7 +373,7 @@ fn main() {
         per_level(whole_chain(Variant::PARK)),
     );
 
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     {
         use workloads::native;
         row(
@@ -326,10 +408,12 @@ fn main() {
             ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth),
         );
     }
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     let native_summary = native_vs_corosensei(&mut row);
-    #[cfg(not(feature = "native"))]
+    #[cfg(not(cothread_native))]
     eprintln!("  (build with --features native for the native backend's rows)");
+
+    let generator_summary = generators(&mut row);
 
     row(
         "function-call",
@@ -349,8 +433,9 @@ fn main() {
         println!("{:<14} {:<36} {:>12.1}", r.case, r.variant, r.ns);
     }
     println!("{interleaved_summary}");
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     println!("{native_summary}");
+    println!("{generator_summary}");
     let s = cothread::pool::stats();
     println!();
     println!(

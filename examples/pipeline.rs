@@ -165,14 +165,14 @@ fn main() {
         want,
         on_run_loop(|| Builder::new().backend(Backend::Thread), messages),
     );
-    #[cfg(feature = "native")]
+    #[cfg(cothread_native)]
     report(
         "cothread RunLoop, native backend",
         messages,
         want,
         on_run_loop(|| Builder::new().backend(Backend::Native), messages),
     );
-    #[cfg(not(feature = "native"))]
+    #[cfg(not(cothread_native))]
     println!(
         "{:<34} (build with --features native)",
         "cothread RunLoop, native backend"

@@ -32,6 +32,8 @@ pub(crate) const FINISHED: &str = "entered a coroutine that has finished";
 /// The message of the panic when a dropped coroutine catches its forced unwind and yields again.
 pub(crate) const YIELD_WHILE_DROPPED: &str =
     "a coroutine being dropped caught its forced unwind and yielded again";
+/// The message of the panic for entering a generator's coroutine through a [`CoroutineRef`].
+pub(crate) const HANDLE_ENTERED_GENERATOR: &str = "entered a generator through a CoroutineRef (only its owner resumes it, with ScopedGenerator::resume)";
 /// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
 pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
@@ -104,6 +106,9 @@ pub(crate) struct Control {
     /// Changes only when the block is reused whole for a new coroutine (native spares).
     id: AtomicU64,
     name: Option<String>,
+    /// Set by a generator's owner before it first resumes it (and cleared when the block is renewed): only the
+    /// owner may enter it, since its body may borrow what only the owner's lifetime keeps alive.
+    owner_only: AtomicBool,
     unwinding: AtomicU8,
     yielded_panicking: AtomicBool,
     out: UnsafeCell<Out>,
@@ -319,6 +324,7 @@ impl Builder {
             context,
             id: AtomicU64::new(next_id()),
             name: self.spec.name,
+            owner_only: AtomicBool::new(false),
             unwinding: AtomicU8::new(NOT_UNWINDING),
             yielded_panicking: AtomicBool::new(false),
             out: UnsafeCell::new(Out::NONE),
@@ -345,6 +351,7 @@ impl Control {
         self.baton.reset_local();
         self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
         self.yielded_panicking.store(false, Ordering::Relaxed);
+        self.owner_only.store(false, Ordering::Relaxed);
         // SAFETY: the caller holds the only reference: nobody else touches the cells.
         unsafe {
             self.out.with_mut(|out| *out = Out::NONE);
@@ -438,6 +445,19 @@ impl<R> Coroutine<R> {
         self.co.baton.phase() == Phase::Finished
     }
 
+    /// Makes this coroutine a generator's, which only its owner may enter (a handle's enter panics), and
+    /// returns its control block, for the generator's `Yielder`. Called before the coroutine first runs.
+    pub(crate) fn make_owner_only(&self) -> &Control {
+        self.co.owner_only.store(true, Ordering::Relaxed);
+        &self.co
+    }
+
+    /// Whether the calling thread may run (and so unwind) this coroutine: always on the thread backend; on the
+    /// native one, only on its own thread (binding an unbound one here).
+    pub(crate) fn runs_here(&self) -> bool {
+        with_context!(&self.co.context, ctx => ctx.runs_here(&self.co, true))
+    }
+
     /// A handle to this coroutine.
     pub fn handle(&self) -> CoroutineRef {
         CoroutineRef {
@@ -502,6 +522,7 @@ impl CoroutineRef {
     /// # Panics
     /// As [`Coroutine::enter`]: re-entered recursively, entered after finishing, or the body's own panic.
     pub fn enter(&self) -> Resume<()> {
+        self.check_not_generator();
         match enter(&self.co, Out::NONE) {
             Ok(Phase::Yielded) => Resume::Yielded,
             Ok(_) => Resume::Returned(()),
@@ -515,6 +536,7 @@ impl CoroutineRef {
     /// # Panics
     /// If the coroutine has finished, or with the body's own panic.
     pub fn enter_if_inactive(&self) -> bool {
+        self.check_not_generator();
         if self.is_entered() {
             return false;
         }
@@ -537,6 +559,14 @@ impl CoroutineRef {
                 Err(_) => false,
             }
         })
+    }
+
+    /// Panics if the coroutine is a generator's, which only its owner resumes.
+    #[inline]
+    fn check_not_generator(&self) {
+        if self.co.owner_only.load(Ordering::Relaxed) {
+            panic!("{HANDLE_ENTERED_GENERATOR}");
+        }
     }
 
     /// A number that identifies the coroutine within this process.
@@ -687,7 +717,12 @@ pub fn yield_now() {
     // SAFETY: a non-null CURRENT points at the control block of the coroutine running on this thread, which a
     // reference keeps alive while it runs (see `CURRENT`), that is for this whole call: the coroutine runs
     // whenever this code does.
-    let co: &Control = unsafe { &*ptr };
+    yield_from(unsafe { &*ptr });
+}
+
+/// [`yield_now`] from the coroutine `co`, which the caller runs in (a generator's `Yielder` knows its own).
+#[inline]
+pub(crate) fn yield_from(co: &Control) {
     co.yielded_panicking
         .store(std::thread::panicking(), Ordering::Relaxed);
     with_context!(&co.context, ctx => {

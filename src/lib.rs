@@ -107,6 +107,7 @@ mod baton;
 pub mod channel;
 mod co_queue;
 mod coroutine;
+mod generator;
 mod lock;
 #[cfg(all(any(unix, windows), not(loom)))]
 pub mod net;
@@ -120,6 +121,7 @@ pub use backend::Backend;
 pub use baton::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
 pub use co_queue::CoQueue;
 pub use coroutine::{Builder, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
+pub use generator::{Generator, GeneratorResult, ScopedGenerator, Yielder};
 pub use lock::{CoMutex, CoMutexGuard, CoRwLock, CoRwLockReadGuard, CoRwLockWriteGuard, Relock};
 pub use runloop::RunLoop;
 

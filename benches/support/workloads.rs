@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cothread::{Builder, Coroutine, Resume, yield_now};
+use cothread::{Builder, Coroutine, GeneratorResult, Resume, Yielder, yield_now};
 
 /// How coroutines are made for a measurement.
 #[derive(Clone, Copy, Debug)]
@@ -147,6 +147,46 @@ fn round_robin_with(make: MakeBuilder, n: usize, iters: u64) -> Duration {
         }
     }
     start.elapsed()
+}
+
+/// A generator round trip: `resume` carrying a `u64` in, `Yielder::suspend` carrying one out.
+fn generator_round_trip_with(make: MakeBuilder, iters: u64) -> Duration {
+    let mut g = make()
+        .generator(|y: &Yielder<u64, u64>, mut x| -> () {
+            loop {
+                x = y.suspend(x.wrapping_add(1));
+            }
+        })
+        .expect("generator");
+    let _ = g.resume(0); // starts the body; not measured
+    let start = Instant::now();
+    let mut x = 0;
+    for _ in 0..iters {
+        if let GeneratorResult::Yield(v) = g.resume(black_box(x)) {
+            x = v;
+        }
+    }
+    black_box(x);
+    start.elapsed()
+}
+
+/// A generator's lifecycle: create, resume once to its end (a `u64` in, one out), drop.
+fn generator_lifecycle_with(make: MakeBuilder, iters: u64) -> Duration {
+    let warm = make().generator(|_: &Yielder<u64, ()>, x: u64| x);
+    let _ = warm.expect("generator").resume(0); // warms the pool, as in `lifecycle_with`
+    let start = Instant::now();
+    for i in 0..iters {
+        let mut g = make()
+            .generator(|_: &Yielder<u64, ()>, x: u64| x + 1)
+            .expect("generator");
+        black_box(g.resume(i));
+    }
+    start.elapsed()
+}
+
+/// The generator round trip on the thread backend (its baseline: [`round_trip`], the QEMU-style one).
+pub fn generator_round_trip(v: Variant, iters: u64) -> Duration {
+    on_thread(v, |make| generator_round_trip_with(make, iters))
 }
 
 /// QEMU /perf/yield on the thread backend.
@@ -544,7 +584,7 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
 
 /// The same operations on the native backend (`--features native`), and corosensei's bare switch as their
 /// baseline. Pooling is at its default (`pool::DEFAULT_MAX_IDLE`); spinning does not apply.
-#[cfg(feature = "native")]
+#[cfg(cothread_native)]
 pub mod native {
     use super::*;
 
@@ -581,6 +621,36 @@ pub mod native {
     /// `n` suspended native coroutines entered in turn; per enter.
     pub fn round_robin(n: usize, iters: u64) -> Duration {
         round_robin_with(native_builder, n, iters)
+    }
+
+    /// A native generator's round trip, a `u64` each way (baseline: [`raw_generator_round_trip`]).
+    pub fn generator_round_trip(iters: u64) -> Duration {
+        generator_round_trip_with(native_builder, iters)
+    }
+
+    /// A native generator's lifecycle with a pooled stack (baseline: [`raw_lifecycle`]).
+    pub fn generator_lifecycle(iters: u64) -> Duration {
+        generator_lifecycle_with(native_builder, iters)
+    }
+
+    /// Baseline: corosensei's resume + suspend carrying a `u64` each way, nothing else.
+    pub fn raw_generator_round_trip(iters: u64) -> Duration {
+        let mut co =
+            corosensei::Coroutine::new(|y: &corosensei::Yielder<u64, u64>, mut x: u64| -> () {
+                loop {
+                    x = y.suspend(x.wrapping_add(1));
+                }
+            });
+        let _ = co.resume(0);
+        let start = Instant::now();
+        let mut x = 0;
+        for _ in 0..iters {
+            if let corosensei::CoroutineResult::Yield(v) = co.resume(black_box(x)) {
+                x = v;
+            }
+        }
+        black_box(x);
+        start.elapsed()
     }
 
     /// Baseline: corosensei's resume + suspend, nothing else.
