@@ -296,12 +296,10 @@ impl Builder {
             ));
         }
         let entry = move |co: &Arc<Control>| run_body(co, f);
+        // This thread's orphans (native coroutines dropped elsewhere) are unwound at its next creation.
+        crate::backend::unwind_orphans();
         // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
         // has one of the right stack size: no allocation.
-        #[cfg(cothread_native)]
-        if self.backend == Backend::Native {
-            crate::backend::native::unwind_orphans();
-        }
         #[cfg(cothread_native)]
         let entry = match self.backend {
             Backend::Native if self.spec.name.is_none() => {

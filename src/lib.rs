@@ -81,13 +81,14 @@
 //!   yield, which returns control to its enterer as if it had finished.
 //! - **Waiting while being dropped.** A coroutine that is being dropped is never entered again, so a
 //!   destructor on its unwinding stack cannot wait: [`yield_now`] returns at once; a channel's `send` or `recv`
-//!   that would wait returns its error instead (a send gives its message back); a sleep returns at once; a
-//!   wait that cannot fail (a contended [`CoMutex`] or [`CoRwLock`], [`CoQueue::wait`]) withdraws from the
-//!   queue and *abandons* the coroutine: control goes back to the dropper, and the rest of the stack stays
+//!   that would wait returns its error instead (a send gives its message back), and so does a socket operation
+//!   of `cothread::net` (an `io::Error`); a sleep returns at once; a wait that cannot fail (a contended
+//!   [`CoMutex`] or [`CoRwLock`], [`CoQueue::wait`], [`runloop::offload`], a pending [`runloop::block_on`])
+//!   withdraws from its queue and *abandons* the coroutine: control goes back to the dropper, and the rest of the stack stays
 //!   suspended for good (its remaining destructors never run, its thread or native stack is leaked).
 //! - **Native coroutines dropped on another thread** (orphans) are handed to their own (home) thread, which
-//!   unwinds them (their destructors run there, their stacks go back to the pool) when it next creates a native
-//!   coroutine (also through [`RunLoop::spawn`]) and at the latest when it exits. A home thread that does
+//!   unwinds them (their destructors run there, their stacks go back to the pool) when it next creates a
+//!   coroutine (also through [`RunLoop::spawn`]) or runs a [`RunLoop`], and at the latest when it exits. A home thread that does
 //!   neither keeps them, suspended. A panic raised during such an unwind is reported on stderr and dropped.
 //! - **A loop dropped without unwinding its tasks** there and then (a native loop dropped on another thread,
 //!   or any loop under `panic = "abort"`): the drop first withdraws every wait its tasks are in, so a lock is

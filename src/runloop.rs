@@ -840,6 +840,8 @@ impl RunLoop {
     }
 
     fn drive(&mut self, when_stalled: WhenStalled) {
+        // Native tasks of a loop dropped elsewhere that ran here are unwound here (see the crate's "Rules").
+        crate::backend::unwind_orphans();
         while let Some(task) = self.next(when_stalled) {
             let Some(co) = self.coroutines.get_mut(&task.id) else {
                 continue;

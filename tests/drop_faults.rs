@@ -337,7 +337,9 @@ fn orphans_go_back_to_their_home_thread() {
     use std::sync::mpsc;
     const N: usize = 50;
     let before = live_native_stacks();
-    for home_exits in [false, true] {
+    // How the home thread gets back to cothread: it creates a coroutine (of either backend), runs a loop, or
+    // exits.
+    for how in ["create", "run_loop", "exit"] {
         let drops = Arc::new(AtomicUsize::new(0));
         let (to_dropper, suspended) = mpsc::channel::<Coroutine>();
         let (dropped_tx, dropped) = mpsc::channel::<()>();
@@ -362,15 +364,22 @@ fn orphans_go_back_to_their_home_thread() {
             }
             drop(to_dropper);
             dropped.recv().expect("dropped");
-            if !home_exits {
-                // The next cothread call unwinds them.
-                assert_eq!(d.load(Ordering::SeqCst), 0);
-                let mut co = Builder::new()
-                    .backend(Backend::Native)
-                    .spawn(|| ())
-                    .expect("native coroutine");
-                assert_eq!(d.load(Ordering::SeqCst), N);
-                assert_eq!(co.enter(), Resume::Returned(()));
+            // Nothing unwinds them before the home thread calls cothread again.
+            assert_eq!(d.load(Ordering::SeqCst), 0);
+            match how {
+                "create" => {
+                    let mut co = Builder::new()
+                        .backend(Backend::Thread)
+                        .spawn(|| ())
+                        .expect("coroutine");
+                    assert_eq!(d.load(Ordering::SeqCst), N);
+                    assert_eq!(co.enter(), Resume::Returned(()));
+                }
+                "run_loop" => {
+                    cothread::RunLoop::new().run();
+                    assert_eq!(d.load(Ordering::SeqCst), N);
+                }
+                _ => {}
             }
         });
         let orphans: Vec<Coroutine> = suspended.iter().collect();
@@ -384,10 +393,10 @@ fn orphans_go_back_to_their_home_thread() {
         assert!(live_native_stacks() >= before + N as u64);
         dropped_tx.send(()).expect("signal");
         home.join().expect("home thread");
-        assert_eq!(drops.load(Ordering::SeqCst), N, "exits: {home_exits}");
+        assert_eq!(drops.load(Ordering::SeqCst), N, "{how}");
         assert!(
             live_native_stacks() <= before,
-            "stacks still in use: {} (before: {before}), exits: {home_exits}",
+            "stacks still in use: {} (before: {before}), {how}",
             live_native_stacks()
         );
     }

@@ -237,3 +237,11 @@ impl Context {
         matches!(self, Context::Thread(_))
     }
 }
+
+/// On a home thread: unwinds the suspended native coroutines whose owners dropped them on other threads
+/// (orphans). One load while there are none; nothing to do where the native backend is not compiled in.
+#[inline]
+pub(crate) fn unwind_orphans() {
+    #[cfg(cothread_native)]
+    native::unwind_orphans();
+}
