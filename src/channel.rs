@@ -182,36 +182,47 @@ impl<T> Sender<T> {
     /// # Panics
     /// If it has to wait in a coroutine not spawned on a [`RunLoop`](crate::RunLoop).
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        let node = {
-            let mut st = self.chan.state.lock();
-            match st.offer(self.chan.cap, value) {
-                Offer::Done(receiver) => {
-                    drop(st);
-                    if let Some(receiver) = receiver {
-                        receiver.wake();
-                    }
-                    return Ok(());
-                }
-                Offer::Disconnected(value) => return Err(SendError(value)),
-                Offer::Full(value) => {
-                    let node = Waiter::for_current("Sender::send()", Outside::Park, Some(value));
-                    st.send_waiters.push_back(node.clone());
-                    node
-                }
-            }
+        let node = match self.offer_or_queue(value, "Sender::send()") {
+            Ok(None) => return Ok(()),
+            Ok(Some(node)) => node,
+            Err(value) => return Err(SendError(value)),
         };
+        // Dropped while waiting: the message is dropped with the node, never delivered.
         node.block(|| {
-            let mut st = self.chan.state.lock();
-            if node.is_queued() {
-                // Dropped while waiting: the message is dropped with the node, never delivered.
-                wait::remove(&mut st.send_waiters, &node);
-            }
+            self.withdraw(&node);
         });
         // A receiver took the message, or the channel disconnected and the message is still ours.
         match node.slot.lock().take() {
             None => Ok(()),
             Some(value) => Err(SendError(value)),
         }
+    }
+
+    /// A send's first step: delivered (`Ok(None)`), queued to wait with the value in its node
+    /// (`Ok(Some(node))`), or the value back if every receiver has been dropped. `op` names the operation.
+    fn offer_or_queue(&self, value: T, op: &str) -> Result<Option<Arc<Waiter<T>>>, T> {
+        let mut st = self.chan.state.lock();
+        match st.offer(self.chan.cap, value) {
+            Offer::Done(receiver) => {
+                drop(st);
+                if let Some(receiver) = receiver {
+                    receiver.wake();
+                }
+                Ok(None)
+            }
+            Offer::Disconnected(value) => Err(value),
+            Offer::Full(value) => {
+                let node = Waiter::for_current(op, Outside::Park, Some(value));
+                st.send_waiters.push_back(node.clone());
+                Ok(Some(node))
+            }
+        }
+    }
+
+    /// Takes a waiting sender's node out of the queue if it is still there; returns whether it was.
+    fn withdraw(&self, node: &Arc<Waiter<T>>) -> bool {
+        let mut st = self.chan.state.lock();
+        node.is_queued() && wait::remove(&mut st.send_waiters, node)
     }
 
     /// [`send`](Sender::send), waiting at most `timeout`: gives the value back in
@@ -227,45 +238,19 @@ impl<T> Sender<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        let node = {
-            let mut st = self.chan.state.lock();
-            match st.offer(self.chan.cap, value) {
-                Offer::Done(receiver) => {
-                    drop(st);
-                    if let Some(receiver) = receiver {
-                        receiver.wake();
-                    }
-                    return Ok(());
-                }
-                Offer::Disconnected(value) => return Err(SendTimeoutError::Disconnected(value)),
-                Offer::Full(value) => {
-                    let node =
-                        Waiter::for_current("Sender::send_timeout()", Outside::Park, Some(value));
-                    st.send_waiters.push_back(node.clone());
-                    node
-                }
-            }
+        let node = match self.offer_or_queue(value, "Sender::send_timeout()") {
+            Ok(None) => return Ok(()),
+            Ok(Some(node)) => node,
+            Err(value) => return Err(SendTimeoutError::Disconnected(value)),
         };
-        let deadline = deadline_after(timeout);
-        let state = node.block_until(deadline, || {
-            let mut st = self.chan.state.lock();
-            if node.is_queued() {
-                wait::remove(&mut st.send_waiters, &node);
-            }
+        let state = node.block_until(deadline_after(timeout), || {
+            self.withdraw(&node);
         });
-        if state == WAITING {
-            let mut st = self.chan.state.lock();
-            if node.is_queued() {
-                wait::remove(&mut st.send_waiters, &node);
-                drop(st);
-                return match node.slot.lock().take() {
-                    Some(value) => Err(SendTimeoutError::Timeout(value)),
-                    None => Ok(()),
-                };
-            }
-        }
+        // Timed out, unless a receiver took the message (or the channel disconnected) just then.
+        let timed_out = state == WAITING && self.withdraw(&node);
         match node.slot.lock().take() {
             None => Ok(()),
+            Some(value) if timed_out => Err(SendTimeoutError::Timeout(value)),
             Some(value) => Err(SendTimeoutError::Disconnected(value)),
         }
     }
@@ -311,27 +296,35 @@ impl<T> Receiver<T> {
     /// # Panics
     /// If it has to wait in a coroutine not spawned on a [`RunLoop`](crate::RunLoop).
     pub fn recv(&self) -> Result<T, RecvError> {
-        let node = {
-            let mut st = self.chan.state.lock();
-            if let Some((value, sender)) = st.take() {
-                drop(st);
-                if let Some(sender) = sender {
-                    sender.wake();
-                }
-                return Ok(value);
-            }
-            if st.senders == 0 {
-                return Err(RecvError);
-            }
-            let node = Waiter::for_current("Receiver::recv()", Outside::Park, None);
-            st.recv_waiters.push_back(node.clone());
-            node
+        let node = match self.take_or_queue("Receiver::recv()") {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(node)) => node,
+            Err(()) => return Err(RecvError),
         };
         node.block(|| self.withdraw(&node));
         match node.slot.lock().take() {
             Some(value) => Ok(value),
             None => Err(RecvError),
         }
+    }
+
+    /// A receive's first step: a message (`Ok(Ok(value))`), queued to wait (`Ok(Err(node))`), or `Err(())` if
+    /// the channel is empty and every sender has been dropped. `op` names the operation.
+    fn take_or_queue(&self, op: &str) -> Result<Result<T, Arc<Waiter<T>>>, ()> {
+        let mut st = self.chan.state.lock();
+        if let Some((value, sender)) = st.take() {
+            drop(st);
+            if let Some(sender) = sender {
+                sender.wake();
+            }
+            return Ok(Ok(value));
+        }
+        if st.senders == 0 {
+            return Err(());
+        }
+        let node = Waiter::for_current(op, Outside::Park, None);
+        st.recv_waiters.push_back(node.clone());
+        Ok(Err(node))
     }
 
     /// [`recv`](Receiver::recv), waiting at most `timeout` (in a task, the loop enters it again then).
@@ -350,24 +343,12 @@ impl<T> Receiver<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        let node = {
-            let mut st = self.chan.state.lock();
-            if let Some((value, sender)) = st.take() {
-                drop(st);
-                if let Some(sender) = sender {
-                    sender.wake();
-                }
-                return Ok(value);
-            }
-            if st.senders == 0 {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            let node = Waiter::for_current("Receiver::recv_timeout()", Outside::Park, None);
-            st.recv_waiters.push_back(node.clone());
-            node
+        let node = match self.take_or_queue("Receiver::recv_timeout()") {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(node)) => node,
+            Err(()) => return Err(RecvTimeoutError::Disconnected),
         };
-        let deadline = deadline_after(timeout);
-        let state = node.block_until(deadline, || self.withdraw(&node));
+        let state = node.block_until(deadline_after(timeout), || self.withdraw(&node));
         if state == WAITING {
             let mut st = self.chan.state.lock();
             if node.is_queued() {
