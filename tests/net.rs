@@ -81,11 +81,17 @@ impl Rng {
     }
 }
 
-/// Threads of this process (Linux), to show that a server's tasks leave none behind.
+/// Threads of this process that this test made (Linux): those that carry the test thread's name. A thread
+/// without a name of its own has its creator's (the kernel copies it), so every thread the test, its clients,
+/// its server and their coroutines start carries it, while the test harness's threads for other tests (waiting
+/// for `serial`) carry theirs.
 fn threads() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let mine = std::fs::read_to_string("/proc/thread-self/comm").ok()?;
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let named_mine = |t: &std::fs::DirEntry| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm == mine)
+    };
+    Some(tasks.flatten().filter(named_mine).count())
 }
 
 /// Coroutine threads or stacks in use now: made, less gone, less idle.
