@@ -58,15 +58,7 @@ took "Wine prefix"
 # A hang fails the step instead of stalling CI (the tests' own child processes time out after 2 minutes).
 for target in aarch64-unknown-linux-gnu x86_64-pc-windows-gnu; do
     for features in "" native; do
-        # tests/drop_faults.rs starts its children directly, not through the runner (tests/common/child.rs):
-        # its child-process tests are skipped here until it uses that helper.
-        timeout 900 cargo test --target "$target" ${features:+--features "$features"} -- \
-            --skip a_yield_in_a_destructor_during_the_drop_returns_at_once \
-            --skip a_full_channel_send_in_a_destructor_during_the_drop_fails \
-            --skip a_contended_lock_in_a_destructor_during_the_drop_abandons_the_task \
-            --skip dropping_a_coroutine_suspended_in_its_own_panic_finishes_that_unwind \
-            --skip unusable_settings_in_the_environment_are_reported \
-            --skip orphaned_native_coroutines_are_unwound_by_their_home_thread
+        timeout 900 cargo test --target "$target" ${features:+--features "$features"}
         took "cargo test --target $target${features:+ --features $features}"
     done
 done

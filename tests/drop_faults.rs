@@ -6,11 +6,12 @@
 //! `cargo test` runs them on the thread backend, `cargo test --features native` on the native one (the
 //! default backend), except the drop race, which only the thread backend can have.
 
+#[cfg(not(miri))]
+#[path = "common/child.rs"]
+mod child;
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-#[cfg(not(miri))]
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,19 +26,16 @@ const CHILD: &str = "COTHREAD_DROP_FAULTS_CHILD";
 /// Runs `case` in a child process (this binary, test `child`) and returns its stderr; asserts a clean exit.
 #[cfg(not(miri))]
 fn run_child(case: &str, env: &[(&str, &str)]) -> String {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, case)
-        .envs(env.iter().copied())
-        .output()
-        .expect("child process");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let mut cmd = child::self_command(&["--exact", "child", "--nocapture", "--test-threads=1"]);
+    cmd.env(CHILD, case).envs(env.iter().copied());
+    let out = child::run(cmd, None);
     assert!(
-        out.status.success(),
-        "case {case}: the child failed ({:?}); stderr:\n{stderr}",
-        out.status
+        out.status.is_some_and(|s| s.success()),
+        "case {case}: the child failed or hung ({:?}); stderr:\n{}",
+        out.status,
+        out.stderr
     );
-    stderr
+    out.stderr
 }
 
 /// The child's part: does nothing unless `CHILD` is set.

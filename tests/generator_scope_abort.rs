@@ -5,7 +5,8 @@
 //! Native only (the thread backend unwinds from any thread); compiled out under Miri (no child processes).
 #![cfg(all(cothread_native, not(miri)))]
 
-use std::process::Command;
+#[path = "common/child.rs"]
+mod child;
 
 use cothread::{Backend, Builder, GeneratorResult, Yielder};
 
@@ -36,18 +37,17 @@ fn scope_abort_child() {
 
 #[test]
 fn a_scope_that_cannot_unwind_its_generator_aborts() {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "scope_abort_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .expect("child process");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the child survived: {stderr}");
+    let mut cmd = child::self_command(&[
+        "--exact",
+        "scope_abort_child",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    cmd.env(CHILD, "1");
+    let out = child::run(cmd, None);
+    let stderr = &out.stderr;
+    let status = out.status.expect("the child hung");
+    assert!(!status.success(), "the child survived: {stderr}");
     assert!(
         stderr.contains("a scoped native generator ended its scope on a thread other than its own"),
         "stderr:\n{stderr}"
@@ -56,6 +56,6 @@ fn a_scope_that_cannot_unwind_its_generator_aborts() {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(6), "SIGABRT; stderr:\n{stderr}");
+        assert_eq!(status.signal(), Some(6), "SIGABRT; stderr:\n{stderr}");
     }
 }

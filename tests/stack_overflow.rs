@@ -57,7 +57,7 @@ fn run_child(which: &str) -> Ended {
         "--test-threads=1",
     ]);
     cmd.env(CHILD, which);
-    child::run(cmd, REPORT)
+    child::run(cmd, Some(REPORT))
 }
 
 /// The child reported a stack overflow and died of it, as this OS makes a process die of one.

@@ -1,5 +1,6 @@
-//! Running this test binary again as a child process, for tests of what must kill a process (stack overflows).
-//! Used by `tests/stack_overflow.rs` and by the native backend's unit tests (through `#[path]`).
+//! Running this test binary again as a child process, for tests of what must kill a process or would abort it
+//! if a fault came back. Used by `tests/stack_overflow.rs`, `tests/drop_faults.rs`,
+//! `tests/generator_scope_abort.rs` and the native backend's unit tests (through `#[path]`).
 
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
@@ -80,8 +81,8 @@ pub struct Ended {
 
 /// Runs the child to its end and collects its stderr (its stdout is discarded). A hang must fail a test, not
 /// stall the run: a child still running [`LIMIT`] after it started, or [`GRACE`] after its stderr first
-/// contained `last_words`, is killed, and its status is `None`.
-pub fn run(mut cmd: Command, last_words: &str) -> Ended {
+/// contained `last_words` (if given), is killed, and its status is `None`.
+pub fn run(mut cmd: Command, last_words: Option<&str>) -> Ended {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -108,7 +109,7 @@ pub fn run(mut cmd: Command, last_words: &str) -> Ended {
             break Some(status);
         }
         let now = Instant::now();
-        if said_last_words.is_none() && text(&stderr).contains(last_words) {
+        if said_last_words.is_none() && last_words.is_some_and(|w| text(&stderr).contains(w)) {
             said_last_words = Some(now);
         }
         if now - started > LIMIT || said_last_words.is_some_and(|t| now - t > GRACE) {

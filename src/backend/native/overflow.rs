@@ -318,7 +318,7 @@ mod tests {
             "--test-threads=1",
         ]);
         cmd.env(CHILD, case);
-        let out = child::run(cmd, "has overflowed its stack");
+        let out = child::run(cmd, Some("has overflowed its stack"));
         (out.status, out.stderr)
     }
 
