@@ -341,6 +341,9 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     let addr = listener.local_addr().unwrap();
     let mut rl = RunLoop::new();
     let done = Arc::new(AtomicBool::new(false));
+    // Set by the busy task once it runs: the client writes only then, so that the socket's task is waiting
+    // while the busy one runs (on a slow emulator the write could otherwise arrive before the loop started).
+    let busy_runs = Arc::new(AtomicBool::new(false));
     let d = done.clone();
     rl.spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -349,11 +352,13 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
         d.store(true, Ordering::SeqCst);
     });
     // Always runnable: the loop never runs out of work, so it must poll for I/O between entries.
+    let runs = busy_runs.clone();
     let busy = rl.spawn(move || {
         let start = std::time::Instant::now();
         let mut rounds = 0u64;
         while !done.load(Ordering::SeqCst) {
             rounds += 1;
+            runs.store(true, Ordering::SeqCst);
             // A bound on liveness, not a timing claim: the socket's task runs within milliseconds.
             assert!(
                 start.elapsed() < Duration::from_secs(20),
@@ -365,6 +370,10 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     });
     let client = thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let start = std::time::Instant::now();
+        while !busy_runs.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+            thread::sleep(Duration::from_millis(1));
+        }
         thread::sleep(Duration::from_millis(20));
         s.write_all(&[1]).unwrap();
     });
