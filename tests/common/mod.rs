@@ -65,7 +65,8 @@ macro_rules! on_each_backend {
     )*};
 }
 
-/// The backends [`on_each_backend!`] runs a case on, for a test that goes through them itself.
+/// The backends [`on_each_backend!`] runs a case on (by the same cfg); `tests/backend.rs` checks that they are the
+/// available ones.
 #[allow(dead_code)] // not every test binary uses it
 pub fn backends() -> Vec<cothread::Backend> {
     #[allow(unused_mut)] // only pushed to where the native backend runs
