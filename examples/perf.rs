@@ -1,4 +1,4 @@
-//! QEMU's `/perf/*` cases for cothread, with plain-thread baselines, in nanoseconds per operation.
+//! QEMU's `/perf/*` cases for cothread, each printed with its baseline measured in the same run and their ratio.
 //!
 //! Run: `cargo run --release --example perf` (add `--features native` for the native backend's rows). Each figure is
 //! the median of three timed runs after calibrating the iteration count to ~150 ms a run, except the
@@ -7,6 +7,12 @@
 //! trips); `--features native -- native-vs-corosensei` only the native backend's against raw corosensei (the
 //! round trip and the pooled lifecycle, 400 pairs each); `-- generators` only the generators' rows against their
 //! baselines (thread: the QEMU-style round trip; native: corosensei).
+//!
+//! Each row is a figure in nanoseconds per operation, the baseline row it is read against (measured in the
+//! same process, a few seconds apart or, for the interleaved rows, in alternating runs milliseconds apart) and
+//! their ratio; for interleaved rows the ratio is the median of the pairs' ratios. Baseline rows have no ratio.
+//! A loaded host moves every figure, baselines included: compare ratios across runs, not the figures.
+//! `docs/performance.md` says what each row measures.
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
@@ -41,6 +47,9 @@ fn ns_per_op(mut run: impl FnMut(u64) -> Duration) -> f64 {
     )
 }
 
+/// The depth of the deep chains (`nesting` rows).
+const DEPTH: u32 = 1000;
+
 /// Interleaved comparison of the parked round trip with the parking_lot ping-pong: pairs, round trips a run.
 const PAIRS: usize = 40;
 const PAIR_ITERS: u64 = 1000;
@@ -52,20 +61,107 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The rows printed at the end: each figure with the baseline it is read against.
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+}
+
+/// One figure, in ns per operation.
+struct Row {
+    case: &'static str,
+    variant: &'static str,
+    ns: f64,
+    /// The row of its baseline (`None`: a baseline itself) and the ratio to it.
+    against: Option<(usize, f64)>,
+}
+
+impl Table {
+    /// Adds a baseline row and returns it, for the figures read against it.
+    fn baseline(&mut self, case: &'static str, variant: &'static str, ns: f64) -> usize {
+        self.push(Row {
+            case,
+            variant,
+            ns,
+            against: None,
+        })
+    }
+
+    /// Adds a figure read against `baseline`, their ratio being the quotient of the two.
+    fn figure(&mut self, case: &'static str, variant: &'static str, ns: f64, baseline: usize) {
+        let ratio = ns / self.rows[baseline].ns;
+        self.push(Row {
+            case,
+            variant,
+            ns,
+            against: Some((baseline, ratio)),
+        });
+    }
+
+    /// Adds interleaved pairs (figure, baseline): the medians of each side, and the median of the pairs' ratios.
+    fn pairs(
+        &mut self,
+        case: &'static str,
+        variant: &'static str,
+        baseline_variant: &'static str,
+        pairs: &[(f64, f64)],
+    ) {
+        let baseline = self.baseline(
+            case,
+            baseline_variant,
+            median(pairs.iter().map(|p| p.1).collect()),
+        );
+        self.push(Row {
+            case,
+            variant,
+            ns: median(pairs.iter().map(|p| p.0).collect()),
+            against: Some((baseline, median(pairs.iter().map(|p| p.0 / p.1).collect()))),
+        });
+    }
+
+    fn push(&mut self, row: Row) -> usize {
+        eprintln!("  {}", self.line(&row));
+        self.rows.push(row);
+        self.rows.len() - 1
+    }
+
+    /// A row as printed: case, variant, ns/op, then for a figure its ratio and the baseline's variant.
+    fn line(&self, row: &Row) -> String {
+        let mut line = format!("{:<14} {:<50} {:>11.1}", row.case, row.variant, row.ns);
+        if let Some((baseline, ratio)) = row.against {
+            let precision = if ratio < 0.1 { 4 } else { 2 };
+            line += &format!("  {ratio:>9.precision$}x  {}", self.rows[baseline].variant);
+        }
+        line
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<14} {:<50} {:>11}  {:>10}  baseline (same run)",
+            "case", "variant", "ns/op", "ratio"
+        );
+        println!("{}", "-".repeat(120));
+        for row in &self.rows {
+            println!("{}", self.line(row));
+        }
+    }
+}
+
 /// The parked round trip against its baseline, in alternating short runs (see `workloads::interleaved`):
 /// adds two rows and returns the summary line.
-fn park_vs_parking_lot(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
+fn park_vs_parking_lot(table: &mut Table) -> String {
     let pairs = workloads::interleaved(
         PAIRS,
         PAIR_ITERS,
         |n| workloads::round_trip(Variant::PARK, n),
         workloads::ping_pong_parking_lot,
     );
-    let park: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    let lot: Vec<f64> = pairs.iter().map(|p| p.1).collect();
-    row("yield", "thread, park (interleaved)", median(park));
-    row("yield", "baseline: parking_lot (interleaved)", median(lot));
-    let ratio = median(pairs.iter().map(|p| p.0 / p.1).collect());
+    table.pairs(
+        "yield",
+        "thread, park (interleaved)",
+        "baseline: parking_lot (interleaved)",
+        &pairs,
+    );
     let faster = pairs.iter().filter(|p| p.0 <= p.1).count();
     let one_cpu = pairs
         .iter()
@@ -76,9 +172,8 @@ fn park_vs_parking_lot(row: &mut impl FnMut(&'static str, &'static str, f64)) ->
         .filter(|p| (p.0 < ONE_CPU_NS) != (p.1 < ONE_CPU_NS))
         .count();
     let summary = format!(
-        "thread park / parking_lot over {PAIRS} interleaved pairs of {PAIR_ITERS} round trips: median ratio \
-         {ratio:.2}, thread park no slower in {faster}; both under {} us in {one_cpu} pairs, one under and \
-         one over in {mixed}",
+        "thread park / parking_lot over {PAIRS} interleaved pairs of {PAIR_ITERS} round trips: thread park no \
+         slower in {faster}; both under {} us in {one_cpu} pairs, one under and one over in {mixed}",
         ONE_CPU_NS / 1000.0
     );
     eprintln!("  {summary}");
@@ -95,9 +190,9 @@ const NATIVE_LIFECYCLES: u64 = 2_000;
 
 /// The native round trip and pooled lifecycle against raw corosensei's, in alternating short runs (see
 /// `workloads::interleaved`), so that a change in the host's load hits both sides of a pair alike: adds four
-/// rows and returns the summary lines.
+/// rows and returns the summary line.
 #[cfg(cothread_native)]
-fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
+fn native_vs_corosensei(table: &mut Table) -> String {
     use workloads::native;
     let trips = workloads::interleaved(
         NATIVE_PAIRS,
@@ -111,29 +206,23 @@ fn native_vs_corosensei(row: &mut impl FnMut(&'static str, &'static str, f64)) -
         native::lifecycle,
         native::raw_lifecycle,
     );
-    let firsts = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0).collect());
-    let seconds = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.1).collect());
-    row("yield", "native (interleaved)", firsts(&trips));
-    row(
+    table.pairs(
         "yield",
+        "native (interleaved)",
         "baseline: corosensei (interleaved)",
-        seconds(&trips),
+        &trips,
     );
-    row("lifecycle", "native, pooled (interleaved)", firsts(&lives));
-    row(
+    table.pairs(
         "lifecycle",
+        "native, pooled (interleaved)",
         "baseline: corosensei (interleaved)",
-        seconds(&lives),
+        &lives,
     );
-    let ratio = median(trips.iter().map(|p| p.0 / p.1).collect());
     let within_2x = trips.iter().filter(|p| p.0 <= 2.0 * p.1).count();
     let under_60 = lives.iter().filter(|p| p.0 < 60.0).count();
     let summary = format!(
-        "native / corosensei over {NATIVE_PAIRS} interleaved pairs: round trip ({NATIVE_ROUND_TRIPS} a run) median \
-         ratio {ratio:.2}, within 2x in {within_2x} pairs; pooled lifecycle ({NATIVE_LIFECYCLES} a run) median \
-         {:.1} ns against {:.1} ns, under 60 ns in {under_60} pairs",
-        firsts(&lives),
-        seconds(&lives)
+        "native / corosensei over {NATIVE_PAIRS} interleaved pairs: round trip ({NATIVE_ROUND_TRIPS} a run) within \
+         2x in {within_2x} pairs; pooled lifecycle ({NATIVE_LIFECYCLES} a run) under 60 ns in {under_60} pairs"
     );
     eprintln!("  {summary}");
     summary
@@ -152,27 +241,19 @@ const THREAD_GENERATOR_ROUND_TRIPS: u64 = 2_000;
 /// Generators against their baselines, in alternating short runs (see `workloads::interleaved`): the thread
 /// backend's round trip (a `u64` each way) against its QEMU-style round trip, and with `native` the native
 /// round trip against corosensei's (a `u64` each way too) and the pooled lifecycle against corosensei's on a
-/// reused stack. Adds the rows and returns the summary line.
-fn generators(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
-    let firsts = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0).collect());
-    let seconds = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.1).collect());
-    let ratio = |pairs: &[(f64, f64)]| median(pairs.iter().map(|p| p.0 / p.1).collect());
+/// reused stack. Adds the rows.
+fn generators(table: &mut Table) {
     let thread = workloads::interleaved(
         THREAD_GENERATOR_PAIRS,
         THREAD_GENERATOR_ROUND_TRIPS,
         |n| workloads::generator_round_trip(Variant::SPIN, n),
         |n| workloads::round_trip(Variant::SPIN, n),
     );
-    row("generator", "thread, spin (interleaved)", firsts(&thread));
-    row(
+    table.pairs(
         "generator",
+        "thread, spin (interleaved)",
         "baseline: thread QEMU-style yield",
-        seconds(&thread),
-    );
-    #[allow(unused_mut)]
-    let mut summary = format!(
-        "generator / baseline, median of interleaved pairs: thread round trip / QEMU-style {:.2}",
-        ratio(&thread)
+        &thread,
     );
     #[cfg(cothread_native)]
     {
@@ -189,36 +270,19 @@ fn generators(row: &mut impl FnMut(&'static str, &'static str, f64)) -> String {
             native::generator_lifecycle,
             native::raw_lifecycle,
         );
-        row("generator", "native (interleaved)", firsts(&trips));
-        row(
+        table.pairs(
             "generator",
+            "native (interleaved)",
             "baseline: corosensei u64 both ways",
-            seconds(&trips),
+            &trips,
         );
-        row(
+        table.pairs(
             "gen-lifecycle",
             "native, pooled (interleaved)",
-            firsts(&lives),
-        );
-        row(
-            "gen-lifecycle",
             "baseline: corosensei reused stack",
-            seconds(&lives),
-        );
-        summary += &format!(
-            "; native round trip / corosensei {:.2}; native lifecycle / corosensei {:.2}",
-            ratio(&trips),
-            ratio(&lives)
+            &lives,
         );
     }
-    eprintln!("  {summary}");
-    summary
-}
-
-struct Row {
-    case: &'static str,
-    variant: &'static str,
-    ns: f64,
 }
 
 /// Interleaved runs of the echo benchmark: cothread's server against tokio's current-thread one.
@@ -252,17 +316,13 @@ fn echo_vs_tokio() -> String {
 
 fn main() {
     workloads::initial_spin(); // record the starting spin limit before any variant changes it
-    let depth = 1000;
-    let mut rows = Vec::new();
-    let mut row = |case, variant, ns| {
-        let r = Row { case, variant, ns };
-        eprintln!("  {:<12} {:<34} {:>12.1}", r.case, r.variant, r.ns);
-        rows.push(r);
-    };
+    let mut table = Table::default();
     eprintln!("measuring (ns/op):");
     if std::env::args().nth(1).as_deref() == Some("park-vs-parking-lot") {
         // Only the interleaved comparison: `cargo run --release --example perf -- park-vs-parking-lot`.
-        println!("{}", park_vs_parking_lot(&mut row));
+        let summary = park_vs_parking_lot(&mut table);
+        table.print();
+        println!("{summary}");
         return;
     }
     #[cfg(any(unix, windows))]
@@ -273,169 +333,217 @@ fn main() {
     }
     if std::env::args().nth(1).as_deref() == Some("generators") {
         // Only the generators' comparisons: `cargo run --release [--features native] --example perf -- generators`.
-        println!("{}", generators(&mut row));
+        generators(&mut table);
+        table.print();
         return;
     }
     #[cfg(cothread_native)]
     if std::env::args().nth(1).as_deref() == Some("native-vs-corosensei") {
         // `cargo run --release --features native --example perf -- native-vs-corosensei`.
-        println!("{}", native_vs_corosensei(&mut row));
+        let summary = native_vs_corosensei(&mut table);
+        table.print();
+        println!("{summary}");
         return;
     }
 
-    row(
-        "lifecycle",
-        "thread, pooled, spin",
-        ns_per_op(|n| workloads::lifecycle(Variant::SPIN, n)),
+    let call = table.baseline(
+        "function-call",
+        "baseline: noinline call",
+        ns_per_op(workloads::function_call),
     );
-    row(
-        "lifecycle",
-        "thread, pooled, park",
-        ns_per_op(|n| workloads::lifecycle(Variant::PARK, n)),
-    );
-    row(
-        "lifecycle",
-        "thread, unpooled",
-        ns_per_op(|n| workloads::lifecycle(Variant::UNPOOLED, n)),
-    );
-    row(
+
+    let spawn_join = table.baseline(
         "lifecycle",
         "baseline: thread::spawn + join",
         ns_per_op(workloads::spawn_join),
     );
+    table.figure(
+        "lifecycle",
+        "thread, pooled, spin",
+        ns_per_op(|n| workloads::lifecycle(Variant::SPIN, n)),
+        spawn_join,
+    );
+    table.figure(
+        "lifecycle",
+        "thread, pooled, park",
+        ns_per_op(|n| workloads::lifecycle(Variant::PARK, n)),
+        spawn_join,
+    );
+    table.figure(
+        "lifecycle",
+        "thread, unpooled",
+        ns_per_op(|n| workloads::lifecycle(Variant::UNPOOLED, n)),
+        spawn_join,
+    );
 
-    row(
-        "yield",
-        "thread, spin",
-        ns_per_op(|n| workloads::round_trip(Variant::SPIN, n)),
-    );
-    row(
-        "yield",
-        "thread, park",
-        ns_per_op(|n| workloads::round_trip(Variant::PARK, n)),
-    );
-    row(
+    let spin_park = table.baseline(
         "yield",
         "baseline: atomic spin-then-park",
         ns_per_op(|n| workloads::ping_pong_spin_park(workloads::initial_spin(), n)),
     );
-    row(
+    table.figure(
+        "yield",
+        "thread, spin",
+        ns_per_op(|n| workloads::round_trip(Variant::SPIN, n)),
+        spin_park,
+    );
+    let parking_lot = table.baseline(
         "yield",
         "baseline: parking_lot ping-pong",
         ns_per_op(workloads::ping_pong_parking_lot),
     );
-    row(
+    table.figure(
         "yield",
-        "baseline: std Mutex+Condvar",
+        "thread, park",
+        ns_per_op(|n| workloads::round_trip(Variant::PARK, n)),
+        parking_lot,
+    );
+    table.figure(
+        "yield",
+        "std Mutex+Condvar ping-pong",
         ns_per_op(workloads::ping_pong_std),
+        parking_lot,
     );
-    row(
+    table.figure(
         "yield",
-        "baseline: crossbeam bounded(0)",
+        "crossbeam bounded(0) ping-pong",
         ns_per_op(workloads::ping_pong_crossbeam),
+        parking_lot,
     );
 
-    let interleaved_summary = park_vs_parking_lot(&mut row);
+    let interleaved_summary = park_vs_parking_lot(&mut table);
 
-    row(
+    // A scheduler's enter is a round trip to one of many threads: read against the round trip's baselines.
+    table.figure(
         "round-robin",
         "thread, spin (100 coroutines, per enter)",
         ns_per_op(|n| workloads::round_robin(Variant::SPIN, 100, n)),
+        spin_park,
     );
-    row(
+    table.figure(
         "round-robin",
         "thread, park (100 coroutines, per enter)",
         ns_per_op(|n| workloads::round_robin(Variant::PARK, 100, n)),
+        parking_lot,
     );
 
-    // ns per chain, divided by its depth.
-    let per_level =
-        |v: Variant| ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth);
+    // ns per chain, divided by its depth; a chain of `depth` levels read against one of `SHORT` levels (the
+    // cost of depth itself: more threads or stacks than the caches hold, and with the default pool, new threads).
+    const SHORT: u32 = 100;
+    let per_level = |v: Variant, depth: u32| {
+        ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth)
+    };
     // With the default pool (64 threads) most of a 1,000-deep chain spawns threads; with a pool that holds
     // the whole chain, each level costs two hand-offs.
     let whole_chain = |v: Variant| Variant {
         max_idle: 1024,
         ..v
     };
-    row(
+    let short_spin = table.baseline(
         "nesting",
-        "thread, spin, pool 64 (per level)",
-        per_level(Variant::SPIN),
+        "baseline: thread, spin, chain of 100 (per level)",
+        per_level(Variant::SPIN, SHORT),
     );
-    row(
+    table.figure(
         "nesting",
-        "thread, spin, pool 1024 (per level)",
-        per_level(whole_chain(Variant::SPIN)),
+        "thread, spin, pool 64 (per level of 1000)",
+        per_level(Variant::SPIN, DEPTH),
+        short_spin,
     );
-    row(
+    table.figure(
         "nesting",
-        "thread, park, pool 1024 (per level)",
-        per_level(whole_chain(Variant::PARK)),
+        "thread, spin, pool 1024 (per level of 1000)",
+        per_level(whole_chain(Variant::SPIN), DEPTH),
+        short_spin,
+    );
+    let short_park = table.baseline(
+        "nesting",
+        "baseline: thread, park, chain of 100 (per level)",
+        per_level(Variant::PARK, SHORT),
+    );
+    table.figure(
+        "nesting",
+        "thread, park, pool 1024 (per level of 1000)",
+        per_level(whole_chain(Variant::PARK), DEPTH),
+        short_park,
     );
 
     #[cfg(cothread_native)]
     {
         use workloads::native;
-        row(
-            "lifecycle",
-            "native, pooled stack",
-            ns_per_op(native::lifecycle),
-        );
-        row(
-            "lifecycle",
-            "native, unpooled (fresh mmap)",
-            ns_per_op(native::lifecycle_unpooled),
-        );
-        row(
+        let raw_lifecycle = table.baseline(
             "lifecycle",
             "baseline: raw corosensei",
             ns_per_op(native::raw_lifecycle),
         );
-        row("yield", "native", ns_per_op(native::round_trip));
-        row(
+        table.figure(
+            "lifecycle",
+            "native, pooled stack",
+            ns_per_op(native::lifecycle),
+            raw_lifecycle,
+        );
+        table.figure(
+            "lifecycle",
+            "native, unpooled (fresh mmap)",
+            ns_per_op(native::lifecycle_unpooled),
+            raw_lifecycle,
+        );
+        let raw_round_trip = table.baseline(
             "yield",
             "baseline: raw corosensei",
             ns_per_op(native::raw_round_trip),
         );
-        row(
+        table.figure(
+            "yield",
+            "native",
+            ns_per_op(native::round_trip),
+            raw_round_trip,
+        );
+        table.figure(
             "round-robin",
             "native (100 coroutines, per enter)",
             ns_per_op(|n| native::round_robin(100, n)),
+            raw_round_trip,
         );
-        row(
+        let per_level =
+            |depth: u32| ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth);
+        let short = table.baseline(
+            "nesting",
+            "baseline: native, chain of 100 (per level)",
+            per_level(SHORT),
+        );
+        table.figure(
             "nesting",
             "native (per level of 1000)",
-            ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth),
+            per_level(DEPTH),
+            short,
         );
     }
     #[cfg(cothread_native)]
-    let native_summary = native_vs_corosensei(&mut row);
+    let native_summary = native_vs_corosensei(&mut table);
     #[cfg(not(cothread_native))]
     eprintln!("  (build with --features native for the native backend's rows)");
 
-    let generator_summary = generators(&mut row);
+    generators(&mut table);
 
-    row(
+    // The same call again: if it moved, so did the host's load during the run.
+    table.figure(
         "function-call",
-        "baseline: noinline call",
+        "noinline call, at the end of the run",
         ns_per_op(workloads::function_call),
+        call,
     );
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "cothread perf ({cores} cores; spin limit {}; ns per operation, median of 3)",
+        "cothread perf ({cores} cores; spin limit {}; ns per operation, median of 3 or of the interleaved pairs)",
         workloads::initial_spin()
     );
-    println!("{:<14} {:<36} {:>12}", "case", "variant", "ns/op");
-    println!("{}", "-".repeat(64));
-    for r in &rows {
-        println!("{:<14} {:<36} {:>12.1}", r.case, r.variant, r.ns);
-    }
+    table.print();
     println!("{interleaved_summary}");
     #[cfg(cothread_native)]
     println!("{native_summary}");
-    println!("{generator_summary}");
     let s = cothread::pool::stats();
     println!();
     println!(

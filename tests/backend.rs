@@ -2,6 +2,8 @@
 //! unavailable one does. The rows of the README's target table that CI only compiles (wasm32-unknown-unknown)
 //! have their expectations here too, checked by `ci/targets.sh` with `cargo check --tests`.
 
+mod common;
+
 use std::io::ErrorKind;
 
 use cothread::{Backend, Builder};
@@ -27,6 +29,17 @@ fn an_available_backend_runs_coroutines_and_an_unavailable_one_refuses_them() {
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{backend:?}: {err}");
         }
     }
+}
+
+/// `on_each_backend!` (tests/common) picks its backends by cfg: they must be exactly the available ones, or a
+/// shared test would skip a backend or fail on one that cannot run.
+#[test]
+fn the_shared_tests_run_on_exactly_the_available_backends() {
+    let available: Vec<Backend> = backends()
+        .into_iter()
+        .filter(|b| b.is_available())
+        .collect();
+    assert_eq!(common::backends(), available);
 }
 
 #[test]

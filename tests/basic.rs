@@ -1,21 +1,44 @@
-//! QEMU's `/basic/*` cases (tests/unit/test-coroutine.c), against whichever backend the build selects.
+//! QEMU's `/basic/*` cases (tests/unit/test-coroutine.c), on each backend the build can run (`on_each_backend!`).
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cothread::{Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
+use cothread::{Backend, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
+
+use common::coroutine;
+
+on_each_backend!(
+    basic_lifecycle,
+    basic_yield,
+    basic_nesting_128,
+    nesting_1000_deep,
+    nested_yield_goes_to_the_immediate_caller,
+    basic_order,
+    basic_self,
+    basic_in_coroutine,
+    basic_entered,
+    basic_no_dangling_access,
+    many_suspended_at_once,
+    values_between_yields,
+    handle_enters_and_owner_gets_the_value,
+    enter_if_inactive,
+    handles_compare_and_hash,
+    builder_names_the_coroutine,
+    builder_stack_size_runs_deep_recursion,
+);
 
 /// Depth for the deep nesting case: 1,000 (QEMU's /perf/nesting depth), less under Miri.
 const DEEP: usize = if cfg!(miri) { 8 } else { 1000 };
 
-#[test]
-fn basic_lifecycle() {
+fn basic_lifecycle(backend: Backend) {
     // Create, enter, the body returns, its value reaches the enterer; twice in a row.
     for round in 0..2 {
         let done = Arc::new(AtomicUsize::new(0));
         let d = done.clone();
-        let mut co = Coroutine::new(move || {
+        let mut co = coroutine(backend, move || {
             d.fetch_add(1, Ordering::SeqCst);
             round * 10 + 7
         });
@@ -27,9 +50,8 @@ fn basic_lifecycle() {
     }
 }
 
-#[test]
-fn basic_yield() {
-    let mut co = Coroutine::new(|| {
+fn basic_yield(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         for _ in 0..5 {
             yield_now();
         }
@@ -51,44 +73,41 @@ struct NestCount {
     returns: AtomicUsize,
 }
 
-fn nest(counts: Arc<NestCount>, depth: usize, max: usize) {
+fn nest(backend: Backend, counts: Arc<NestCount>, depth: usize, max: usize) {
     counts.enters.fetch_add(1, Ordering::SeqCst);
     if depth < max {
         let c = counts.clone();
-        let mut child = Coroutine::new(move || nest(c, depth + 1, max));
+        let mut child = coroutine(backend, move || nest(backend, c, depth + 1, max));
         assert_eq!(child.enter(), Resume::Returned(()));
     }
     counts.returns.fetch_add(1, Ordering::SeqCst);
 }
 
-#[test]
-fn basic_nesting_128() {
+fn basic_nesting_128(backend: Backend) {
     let max = if cfg!(miri) { 16 } else { 128 };
     let counts = Arc::new(NestCount::default());
     let c = counts.clone();
-    let mut root = Coroutine::new(move || nest(c, 1, max));
+    let mut root = coroutine(backend, move || nest(backend, c, 1, max));
     assert_eq!(root.enter(), Resume::Returned(()));
     assert_eq!(counts.enters.load(Ordering::SeqCst), max);
     assert_eq!(counts.returns.load(Ordering::SeqCst), max);
 }
 
-#[test]
-fn nesting_1000_deep() {
+fn nesting_1000_deep(backend: Backend) {
     let counts = Arc::new(NestCount::default());
     let c = counts.clone();
-    let mut root = Coroutine::new(move || nest(c, 1, DEEP));
+    let mut root = coroutine(backend, move || nest(backend, c, 1, DEEP));
     assert_eq!(root.enter(), Resume::Returned(()));
     assert_eq!(counts.enters.load(Ordering::SeqCst), DEEP);
     assert_eq!(counts.returns.load(Ordering::SeqCst), DEEP);
 }
 
-#[test]
-fn nested_yield_goes_to_the_immediate_caller() {
+fn nested_yield_goes_to_the_immediate_caller(backend: Backend) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
-    let mut outer = Coroutine::new(move || {
+    let mut outer = coroutine(backend, move || {
         let li = l.clone();
-        let mut inner = Coroutine::new(move || {
+        let mut inner = coroutine(backend, move || {
             li.lock().unwrap().push("inner 1");
             yield_now();
             li.lock().unwrap().push("inner 2");
@@ -112,13 +131,12 @@ fn nested_yield_goes_to_the_immediate_caller() {
     );
 }
 
-#[test]
-fn basic_order() {
+fn basic_order(backend: Backend) {
     // QEMU /basic/order: enter runs the body to its first yield, the caller continues, the next enter resumes
     // right after the yield. Records (who, step).
     let records = Arc::new(Mutex::new(Vec::new()));
     let r = records.clone();
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         r.lock().unwrap().push((2, 1));
         yield_now();
         r.lock().unwrap().push((2, 2));
@@ -134,23 +152,21 @@ fn basic_order() {
     );
 }
 
-#[test]
-fn basic_self() {
+fn basic_self(backend: Backend) {
     assert!(current().is_none());
-    let mut co = Coroutine::new(|| current().expect("inside a coroutine"));
+    let mut co = coroutine(backend, move || current().expect("inside a coroutine"));
     let handle = co.handle();
     let seen = co.enter().into_returned().unwrap();
     assert_eq!(seen, handle);
-    let other = Coroutine::new(|| ());
+    let other = coroutine(backend, move || ());
     assert_ne!(seen, other.handle());
 }
 
-#[test]
-fn basic_in_coroutine() {
+fn basic_in_coroutine(backend: Backend) {
     assert!(!in_coroutine());
-    let mut co = Coroutine::new(|| {
+    let mut co = coroutine(backend, move || {
         let outer = in_coroutine();
-        let mut inner = Coroutine::new(in_coroutine);
+        let mut inner = coroutine(backend, in_coroutine);
         let nested = inner.enter().into_returned().unwrap();
         (outer, nested, in_coroutine())
     });
@@ -158,14 +174,13 @@ fn basic_in_coroutine() {
     assert!(!in_coroutine());
 }
 
-#[test]
-fn basic_entered() {
+fn basic_entered(backend: Backend) {
     // A coroutine that has entered a child is entered; once it yields it is not.
-    let mut outer = Coroutine::new(|| {
+    let mut outer = coroutine(backend, move || {
         let me = current().unwrap();
         assert!(me.is_entered());
         let m = me.clone();
-        let mut inner = Coroutine::new(move || {
+        let mut inner = coroutine(backend, move || {
             assert!(m.is_entered(), "the caller of a running child is entered");
             assert!(current().unwrap().is_entered());
         });
@@ -181,15 +196,14 @@ fn basic_entered() {
     assert!(h.is_finished());
 }
 
-#[test]
-fn basic_no_dangling_access() {
+fn basic_no_dangling_access(backend: Backend) {
     // c1 finishes; its resources go back for reuse. c2 (likely on c1's old thread or stack) must not see
     // c1's caller or value: it reports itself as current, and its result is its own.
-    let mut c1 = Coroutine::new(|| current().unwrap());
+    let mut c1 = coroutine(backend, move || current().unwrap());
     let h1 = c1.handle();
     assert_eq!(c1.enter().into_returned().unwrap(), h1);
     drop(c1);
-    let mut c2 = Coroutine::new(|| {
+    let mut c2 = coroutine(backend, move || {
         let me = current().unwrap();
         yield_now();
         me
@@ -203,12 +217,11 @@ fn basic_no_dangling_access() {
     assert!(h1.is_finished());
 }
 
-#[test]
-fn many_suspended_at_once() {
+fn many_suspended_at_once(backend: Backend) {
     let n = if cfg!(miri) { 10 } else { 1000 };
     let mut cos: Vec<Coroutine<usize>> = (0..n)
         .map(|i| {
-            Coroutine::new(move || {
+            coroutine(backend, move || {
                 yield_now();
                 i
             })
@@ -222,12 +235,11 @@ fn many_suspended_at_once() {
     }
 }
 
-#[test]
-fn values_between_yields() {
+fn values_between_yields(backend: Backend) {
     // Shared state mutated on either side of a yield is seen by the other side.
     let cell = Arc::new(Mutex::new(0));
     let c = cell.clone();
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         for _ in 0..10 {
             *c.lock().unwrap() += 1;
             yield_now();
@@ -240,9 +252,8 @@ fn values_between_yields() {
     assert_eq!(co.enter(), Resume::Returned(()));
 }
 
-#[test]
-fn handle_enters_and_owner_gets_the_value() {
-    let mut co = Coroutine::new(|| {
+fn handle_enters_and_owner_gets_the_value(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         yield_now();
         42
     });
@@ -253,9 +264,8 @@ fn handle_enters_and_owner_gets_the_value() {
     assert_eq!(co.enter(), Resume::Returned(42));
 }
 
-#[test]
-fn enter_if_inactive() {
-    let mut co = Coroutine::new(|| {
+fn enter_if_inactive(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         let me = current().unwrap();
         assert!(
             !me.enter_if_inactive(),
@@ -270,11 +280,10 @@ fn enter_if_inactive() {
     assert_eq!(co.enter(), Resume::Returned(7));
 }
 
-#[test]
-fn handles_compare_and_hash() {
+fn handles_compare_and_hash(backend: Backend) {
     use std::collections::HashSet;
-    let a = Coroutine::new(|| ());
-    let b = Coroutine::new(|| ());
+    let a = coroutine(backend, move || ());
+    let b = coroutine(backend, move || ());
     let set: HashSet<CoroutineRef> = [a.handle(), a.handle(), b.handle()].into_iter().collect();
     assert_eq!(set.len(), 2);
     assert_eq!(a.handle(), a.handle());
@@ -288,9 +297,9 @@ fn handle_is_send_and_sync() {
     assert_send_sync::<CoroutineRef>();
 }
 
-#[test]
-fn builder_names_the_coroutine() {
+fn builder_names_the_coroutine(backend: Backend) {
     let mut co = cothread::Builder::new()
+        .backend(backend)
         .name("named-co")
         .spawn(|| current().unwrap().name().map(str::to_owned))
         .unwrap();
@@ -301,8 +310,7 @@ fn builder_names_the_coroutine() {
     );
 }
 
-#[test]
-fn builder_stack_size_runs_deep_recursion() {
+fn builder_stack_size_runs_deep_recursion(backend: Backend) {
     fn depth(n: u64) -> u64 {
         let pad = [n; 64];
         if n == 0 {
@@ -313,6 +321,7 @@ fn builder_stack_size_runs_deep_recursion() {
     }
     let levels = if cfg!(miri) { 10 } else { 20_000 };
     let mut co = cothread::Builder::new()
+        .backend(backend)
         .stack_size(64 << 20)
         .spawn(move || depth(levels))
         .unwrap();

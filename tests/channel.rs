@@ -9,13 +9,32 @@ use std::sync::{Arc, Mutex};
 
 use cothread::channel::{self, RecvError, SendError, TryRecvError, TrySendError};
 use cothread::runloop::yield_to_loop;
-use cothread::{Coroutine, RunLoop};
+use cothread::{Backend, RunLoop};
 
-use common::message;
+use common::{SpawnOn, coroutine, message};
+
+on_each_backend!(
+    one_producer_one_consumer_keeps_order,
+    a_rendezvous_send_completes_only_when_received,
+    a_bounded_channel_makes_senders_wait_when_full,
+    try_operations_on_a_rendezvous_channel_need_a_waiting_partner,
+    waiters_are_released_by_disconnection,
+    a_message_handed_to_a_receiver_that_is_dropped_unrun_is_not_lost,
+    threads_outside_coroutines_block_and_feed_a_loop,
+    waiting_in_a_coroutine_not_on_a_loop_panics,
+    messages_through_8_producers_and_8_consumers_are_neither_lost_nor_duplicated,
+    the_multiset_holds_for_rendezvous_and_unbounded_channels,
+);
 
 /// `producers` coroutines send `total` distinct messages through one channel to `consumers` coroutines; the
 /// multiset received equals the multiset sent.
-fn multiset_round_trip(capacity: Option<usize>, producers: u64, consumers: usize, total: u64) {
+fn multiset_round_trip(
+    backend: Backend,
+    capacity: Option<usize>,
+    producers: u64,
+    consumers: usize,
+    total: u64,
+) {
     let (tx, rx) = match capacity {
         Some(n) => channel::bounded(n),
         None => channel::unbounded(),
@@ -23,7 +42,7 @@ fn multiset_round_trip(capacity: Option<usize>, producers: u64, consumers: usize
     let mut rl = RunLoop::new();
     for p in 0..producers {
         let tx = tx.clone();
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let mut i = p;
             while i < total {
                 tx.send(i).unwrap();
@@ -35,7 +54,7 @@ fn multiset_round_trip(capacity: Option<usize>, producers: u64, consumers: usize
     let results: Vec<_> = (0..consumers)
         .map(|_| {
             let rx = rx.clone();
-            rl.spawn(move || rx.iter().collect::<Vec<u64>>())
+            rl.spawn_on(backend, move || rx.iter().collect::<Vec<u64>>())
         })
         .collect();
     drop(rx);
@@ -57,22 +76,19 @@ fn multiset_round_trip(capacity: Option<usize>, producers: u64, consumers: usize
     }
 }
 
-#[test]
-fn messages_through_8_producers_and_8_consumers_are_neither_lost_nor_duplicated() {
+fn messages_through_8_producers_and_8_consumers_are_neither_lost_nor_duplicated(backend: Backend) {
     let total = if cfg!(miri) { 200 } else { 100_000 };
-    multiset_round_trip(Some(16), 8, 8, total);
+    multiset_round_trip(backend, Some(16), 8, 8, total);
 }
 
-#[test]
-fn the_multiset_holds_for_rendezvous_and_unbounded_channels() {
+fn the_multiset_holds_for_rendezvous_and_unbounded_channels(backend: Backend) {
     let total = if cfg!(miri) { 60 } else { 5_000 };
-    multiset_round_trip(Some(0), 3, 4, total);
-    multiset_round_trip(None, 4, 3, total);
-    multiset_round_trip(Some(1), 2, 2, total);
+    multiset_round_trip(backend, Some(0), 3, 4, total);
+    multiset_round_trip(backend, None, 4, 3, total);
+    multiset_round_trip(backend, Some(1), 2, 2, total);
 }
 
-#[test]
-fn one_producer_one_consumer_keeps_order() {
+fn one_producer_one_consumer_keeps_order(backend: Backend) {
     let n = if cfg!(miri) { 50 } else { 2_000 };
     for cap in [Some(0), Some(1), Some(7), None] {
         let (tx, rx) = match cap {
@@ -80,30 +96,29 @@ fn one_producer_one_consumer_keeps_order() {
             None => channel::unbounded(),
         };
         let mut rl = RunLoop::new();
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             for i in 0..n {
                 tx.send(i).unwrap();
             }
         });
-        let got = rl.spawn(move || rx.into_iter().collect::<Vec<u32>>());
+        let got = rl.spawn_on(backend, move || rx.into_iter().collect::<Vec<u32>>());
         rl.run();
         assert_eq!(got.take().unwrap(), (0..n).collect::<Vec<_>>(), "{cap:?}");
     }
 }
 
-#[test]
-fn a_rendezvous_send_completes_only_when_received() {
+fn a_rendezvous_send_completes_only_when_received(backend: Backend) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = channel::bounded(0);
     let mut rl = RunLoop::new();
     let l = log.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         l.lock().unwrap().push("send starts");
         tx.send(1).unwrap();
         l.lock().unwrap().push("send done");
     });
     let l = log.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         l.lock().unwrap().push("receiver idles");
         yield_to_loop();
         l.lock().unwrap().push("receiver receives");
@@ -121,8 +136,7 @@ fn a_rendezvous_send_completes_only_when_received() {
     );
 }
 
-#[test]
-fn a_bounded_channel_makes_senders_wait_when_full() {
+fn a_bounded_channel_makes_senders_wait_when_full(backend: Backend) {
     let (tx, rx) = channel::bounded(2);
     assert_eq!(tx.capacity(), Some(2));
     tx.try_send(1).unwrap();
@@ -130,7 +144,7 @@ fn a_bounded_channel_makes_senders_wait_when_full() {
     assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
     assert_eq!(tx.len(), 2);
     let mut rl = RunLoop::new();
-    let sender = rl.spawn(move || {
+    let sender = rl.spawn_on(backend, move || {
         tx.send(3).unwrap(); // waits for room
         tx
     });
@@ -144,20 +158,19 @@ fn a_bounded_channel_makes_senders_wait_when_full() {
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
 }
 
-#[test]
-fn try_operations_on_a_rendezvous_channel_need_a_waiting_partner() {
+fn try_operations_on_a_rendezvous_channel_need_a_waiting_partner(backend: Backend) {
     let (tx, rx) = channel::bounded(0);
     assert_eq!(tx.try_send(1), Err(TrySendError::Full(1)));
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     let mut rl = RunLoop::new();
     let rx2 = rx.clone();
-    let got = rl.spawn(move || rx2.recv());
+    let got = rl.spawn_on(backend, move || rx2.recv());
     assert_eq!(rl.run_until_stalled(), 1);
     assert_eq!(tx.try_send(5), Ok(()), "a receiver waits");
     rl.run();
     assert_eq!(got.take(), Some(Ok(5)));
     let tx2 = tx.clone();
-    rl.spawn(move || tx2.send(6).unwrap());
+    rl.spawn_on(backend, move || tx2.send(6).unwrap());
     assert_eq!(rl.run_until_stalled(), 1);
     assert_eq!(rx.try_recv(), Ok(6), "a sender waits");
     rl.run();
@@ -185,15 +198,14 @@ fn sending_to_a_dropped_receiver_gives_the_value_back() {
     assert!(tx.try_send(String::new()).unwrap_err().is_disconnected());
 }
 
-#[test]
-fn waiters_are_released_by_disconnection() {
+fn waiters_are_released_by_disconnection(backend: Backend) {
     let mut rl = RunLoop::new();
     // A sender waiting on a full channel gets its value back when the receivers go.
     let (tx, rx) = channel::bounded(0);
-    let sender = rl.spawn(move || tx.send(vec![1, 2, 3]));
+    let sender = rl.spawn_on(backend, move || tx.send(vec![1, 2, 3]));
     // A receiver waiting on an empty channel gets RecvError when the senders go.
     let (tx2, rx2) = channel::bounded::<u8>(4);
-    let receiver = rl.spawn(move || rx2.recv());
+    let receiver = rl.spawn_on(backend, move || rx2.recv());
     assert_eq!(rl.run_until_stalled(), 2);
     drop(rx);
     drop(tx2);
@@ -216,12 +228,11 @@ fn dropping_the_last_receiver_drops_queued_messages() {
     assert_eq!(Arc::strong_count(&token), 1);
 }
 
-#[test]
-fn a_message_handed_to_a_receiver_that_is_dropped_unrun_is_not_lost() {
+fn a_message_handed_to_a_receiver_that_is_dropped_unrun_is_not_lost(backend: Backend) {
     let (tx, rx) = channel::bounded(0);
     let mut rl = RunLoop::new();
     let rx1 = rx.clone();
-    rl.spawn(move || rx1.recv());
+    rl.spawn_on(backend, move || rx1.recv());
     assert_eq!(rl.run_until_stalled(), 1);
     tx.try_send(42).unwrap(); // handed to the waiting task, which does not run
     drop(rl);
@@ -232,13 +243,12 @@ fn a_message_handed_to_a_receiver_that_is_dropped_unrun_is_not_lost() {
     );
 }
 
-#[test]
-fn threads_outside_coroutines_block_and_feed_a_loop() {
+fn threads_outside_coroutines_block_and_feed_a_loop(backend: Backend) {
     let n = if cfg!(miri) { 20 } else { 1_000 };
     let (to_loop, from_thread) = channel::bounded(1);
     let (to_thread, from_loop) = channel::bounded(0);
     let mut rl = RunLoop::new();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         for v in from_thread {
             to_thread.send(v * 2).unwrap();
         }
@@ -259,10 +269,9 @@ fn threads_outside_coroutines_block_and_feed_a_loop() {
     assert_eq!(thread.join().unwrap(), (0..n).map(|i| i * 2).sum::<u64>());
 }
 
-#[test]
-fn waiting_in_a_coroutine_not_on_a_loop_panics() {
+fn waiting_in_a_coroutine_not_on_a_loop_panics(backend: Backend) {
     let (_tx, rx) = channel::bounded::<u8>(1);
-    let mut free = Coroutine::new(move || {
+    let mut free = coroutine(backend, move || {
         let err = catch_unwind(AssertUnwindSafe(|| rx.recv())).unwrap_err();
         message(err)
     });
@@ -275,7 +284,7 @@ fn waiting_in_a_coroutine_not_on_a_loop_panics() {
     );
     // Not waiting is fine anywhere.
     let (tx, rx) = channel::bounded(1);
-    let mut free = Coroutine::new(move || {
+    let mut free = coroutine(backend, move || {
         tx.send(1).unwrap();
         rx.recv()
     });
@@ -321,7 +330,7 @@ fn endpoints_are_send_and_sync() {
 #[cfg(all(cothread_native, not(miri)))]
 #[test]
 fn thread_and_native_tasks_share_a_loop() {
-    use cothread::{Backend, Builder};
+    use cothread::Builder;
     let total = 20_000u64;
     let (tx, rx) = channel::bounded(3);
     let mut rl = RunLoop::new();

@@ -3,8 +3,9 @@
 //! panic, and settings from the environment. Cases that used to abort the process run this test binary again
 //! as a child process (selected by an environment variable) and check that it exited cleanly.
 //!
-//! `cargo test` runs them on the thread backend, `cargo test --features native` on the native one (the
-//! default backend), except the drop race, which only the thread backend can have.
+//! The shared cases run on each backend the build can run (`on_each_backend!`, tests/common; a child runs its
+//! case on the backend named by `BACKEND`); the drop race is the thread backend's only, the orphans the
+//! native backend's.
 
 #[cfg(not(miri))]
 #[path = "common/child.rs"]
@@ -16,22 +17,39 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cothread::channel::{self, SendError};
-use cothread::{Backend, Builder, CoMutex, Coroutine, Resume, RunLoop, yield_now};
+use cothread::{Backend, Builder, CoMutex, Resume, RunLoop, yield_now};
 
-use common::message;
+use common::{SpawnOn, coroutine, message};
+
+on_each_backend!(
+    #[cfg(not(miri))]
+    a_yield_in_a_destructor_during_the_drop_returns_at_once,
+    #[cfg(not(miri))]
+    a_full_channel_send_in_a_destructor_during_the_drop_fails,
+    #[cfg(not(miri))]
+    a_contended_lock_in_a_destructor_during_the_drop_abandons_the_task,
+    #[cfg(not(miri))]
+    dropping_a_coroutine_suspended_in_its_own_panic_finishes_that_unwind,
+    a_loop_dropped_on_another_thread_withdraws_its_tasks_waits,
+);
 
 /// Set in a child: which case it runs.
 const CHILD: &str = "COTHREAD_DROP_FAULTS_CHILD";
+/// Set in a child: the backend it runs its case on (`Backend`'s `Debug` name).
+const BACKEND: &str = "COTHREAD_DROP_FAULTS_BACKEND";
 
-/// Runs `case` in a child process (this binary, test `child`) and returns its stderr; asserts a clean exit.
+/// Runs `case` on `backend` in a child process (this binary, test `child`) and returns its stderr; asserts a
+/// clean exit.
 #[cfg(not(miri))]
-fn run_child(case: &str, env: &[(&str, &str)]) -> String {
+fn run_child(case: &str, backend: Backend, env: &[(&str, &str)]) -> String {
     let mut cmd = child::self_command(&["--exact", "child", "--nocapture", "--test-threads=1"]);
-    cmd.env(CHILD, case).envs(env.iter().copied());
+    cmd.env(CHILD, case)
+        .env(BACKEND, format!("{backend:?}"))
+        .envs(env.iter().copied());
     let out = child::run(cmd, None);
     assert!(
         out.status.is_some_and(|s| s.success()),
-        "case {case}: the child failed or hung ({:?}); stderr:\n{}",
+        "case {case} on {backend:?}: the child failed or hung ({:?}); stderr:\n{}",
         out.status,
         out.stderr
     );
@@ -44,11 +62,17 @@ fn child() {
     let Ok(case) = std::env::var(CHILD) else {
         return;
     };
+    let backend = match std::env::var(BACKEND).as_deref() {
+        Ok("Thread") => Backend::Thread,
+        #[cfg(cothread_native)]
+        Ok("Native") => Backend::Native,
+        other => panic!("no backend {other:?} in this build"),
+    };
     match case.as_str() {
-        "yield_in_unwind" => yield_in_a_destructor_during_the_drop(),
-        "send_in_unwind" => full_channel_send_in_a_destructor_during_the_loop_drop(),
-        "lock_in_unwind" => contended_lock_in_a_destructor_during_the_loop_drop(),
-        "suspended_in_own_panic" => suspended_in_a_destructor_during_its_own_panic(),
+        "yield_in_unwind" => yield_in_a_destructor_during_the_drop(backend),
+        "send_in_unwind" => full_channel_send_in_a_destructor_during_the_loop_drop(backend),
+        "lock_in_unwind" => contended_lock_in_a_destructor_during_the_loop_drop(backend),
+        "suspended_in_own_panic" => suspended_in_a_destructor_during_its_own_panic(backend),
         #[cfg(cothread_native)]
         "orphans" => orphans_go_back_to_their_home_thread(),
         "settings" => {
@@ -88,7 +112,7 @@ impl Drop for YieldOnDrop {
 /// The drop never panics, the coroutine is unwound exactly once (by whichever enter comes next), and the body's
 /// captures are all dropped.
 #[test]
-fn dropping_while_a_handle_enters_from_another_thread() {
+fn thread_backend_dropping_while_a_handle_enters_from_another_thread() {
     let rounds = if cfg!(miri) { 3 } else { 200 };
     for round in 0..rounds {
         let yields = Arc::new(AtomicUsize::new(0));
@@ -130,10 +154,10 @@ fn dropping_while_a_handle_enters_from_another_thread() {
 
 /// Issue 13, item 2: a destructor on the stack of a coroutine being dropped calls `yield_now`, which returns at
 /// once (it cannot suspend: nobody would enter it again); the unwind goes on.
-fn yield_in_a_destructor_during_the_drop() {
+fn yield_in_a_destructor_during_the_drop(backend: Backend) {
     let done = Arc::new(AtomicUsize::new(0));
     let d = YieldOnDrop(done.clone());
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         let _d = d;
         loop {
             yield_now();
@@ -144,15 +168,14 @@ fn yield_in_a_destructor_during_the_drop() {
     assert_eq!(done.load(Ordering::SeqCst), 1);
 }
 
-#[test]
 #[cfg(not(miri))]
-fn a_yield_in_a_destructor_during_the_drop_returns_at_once() {
-    run_child("yield_in_unwind", &[]);
+fn a_yield_in_a_destructor_during_the_drop_returns_at_once(backend: Backend) {
+    run_child("yield_in_unwind", backend, &[]);
 }
 
 /// Issue 13, item 2: a loop is dropped while a task holds a value whose `Drop` sends into a full channel: the
 /// send fails (the message comes back in the error) instead of waiting, and nothing aborts.
-fn full_channel_send_in_a_destructor_during_the_loop_drop() {
+fn full_channel_send_in_a_destructor_during_the_loop_drop(backend: Backend) {
     struct FlushOnDrop(channel::Sender<u32>, Arc<AtomicUsize>);
     impl Drop for FlushOnDrop {
         fn drop(&mut self) {
@@ -168,7 +191,7 @@ fn full_channel_send_in_a_destructor_during_the_loop_drop() {
     let mut rl = RunLoop::new();
     let flush = FlushOnDrop(tx, failed.clone());
     let (_keep, never) = channel::bounded::<()>(1);
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _flush = flush;
         let _ = never.recv(); // never: the sender stays alive
     });
@@ -179,15 +202,14 @@ fn full_channel_send_in_a_destructor_during_the_loop_drop() {
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1]);
 }
 
-#[test]
 #[cfg(not(miri))]
-fn a_full_channel_send_in_a_destructor_during_the_drop_fails() {
-    run_child("send_in_unwind", &[]);
+fn a_full_channel_send_in_a_destructor_during_the_drop_fails(backend: Backend) {
+    run_child("send_in_unwind", backend, &[]);
 }
 
 /// Issue 13, item 2: a destructor waits for a contended `CoMutex` while its loop is dropped. The waiting task is
 /// abandoned (its stack stays suspended for good), its wait withdrawn: the mutex is free afterwards.
-fn contended_lock_in_a_destructor_during_the_loop_drop() {
+fn contended_lock_in_a_destructor_during_the_loop_drop(backend: Backend) {
     struct LockOnDrop(Arc<CoMutex<u32>>, Arc<AtomicUsize>);
     impl Drop for LockOnDrop {
         fn drop(&mut self) {
@@ -205,11 +227,11 @@ fn contended_lock_in_a_destructor_during_the_loop_drop() {
     // Spawned first, so dropped first (the loop drops its tasks in no promised order: either way the mutex
     // ends up free).
     let waiter = LockOnDrop(mutex.clone(), tried.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _w = waiter;
         let _ = never.recv();
     });
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _guard = m.lock();
         let _ = rx.recv(); // never: the sender stays alive
     });
@@ -221,19 +243,18 @@ fn contended_lock_in_a_destructor_during_the_loop_drop() {
     assert!(mutex.try_lock().is_some());
 }
 
-#[test]
 #[cfg(not(miri))]
-fn a_contended_lock_in_a_destructor_during_the_drop_abandons_the_task() {
-    run_child("lock_in_unwind", &[]);
+fn a_contended_lock_in_a_destructor_during_the_drop_abandons_the_task(backend: Backend) {
+    run_child("lock_in_unwind", backend, &[]);
 }
 
 /// Issue 13, item 3: the body panics, a destructor yields during that unwind, and the coroutine is dropped
 /// there: the unwind already under way finishes (the destructor returns from its yield and runs once), and
 /// the original payload reaches the dropper.
-fn suspended_in_a_destructor_during_its_own_panic() {
+fn suspended_in_a_destructor_during_its_own_panic(backend: Backend) {
     let done = Arc::new(AtomicUsize::new(0));
     let d = YieldOnDrop(done.clone());
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         let _d = d;
         panic!("the body's own panic");
     });
@@ -244,18 +265,17 @@ fn suspended_in_a_destructor_during_its_own_panic() {
     assert_eq!(done.load(Ordering::SeqCst), 1);
 }
 
-#[test]
 #[cfg(not(miri))]
-fn dropping_a_coroutine_suspended_in_its_own_panic_finishes_that_unwind() {
-    run_child("suspended_in_own_panic", &[]);
+fn dropping_a_coroutine_suspended_in_its_own_panic_finishes_that_unwind(backend: Backend) {
+    run_child("suspended_in_own_panic", backend, &[]);
 }
 
 /// Under Miri (no child processes) the cases run in the test process itself.
 #[test]
 #[cfg(miri)]
 fn drop_faults_in_process() {
-    yield_in_a_destructor_during_the_drop();
-    suspended_in_a_destructor_during_its_own_panic();
+    yield_in_a_destructor_during_the_drop(Backend::Thread);
+    suspended_in_a_destructor_during_its_own_panic(Backend::Thread);
 }
 
 /// Issue 13, item 7: unusable values of `COTHREAD_SPIN_LIMIT` and `COTHREAD_MAX_IDLE` are reported once on
@@ -270,6 +290,7 @@ fn unusable_settings_in_the_environment_are_reported() {
     ] {
         let stderr = run_child(
             "settings",
+            Backend::Thread,
             &[("COTHREAD_SPIN_LIMIT", value), ("COTHREAD_MAX_IDLE", value)],
         );
         let spin_line = format!("COTHREAD_SPIN_LIMIT={value:?}");
@@ -290,6 +311,7 @@ fn unusable_settings_in_the_environment_are_reported() {
     // A good value passes silently.
     let stderr = run_child(
         "settings",
+        Backend::Thread,
         &[("COTHREAD_SPIN_LIMIT", "64"), ("COTHREAD_MAX_IDLE", "4")],
     );
     assert!(!stderr.contains("COTHREAD_"), "stderr:\n{stderr}");
@@ -299,16 +321,15 @@ fn unusable_settings_in_the_environment_are_reported() {
 /// thread. On the native backend its tasks cannot be unwound there, so the drop withdraws their waits: the mutex
 /// is not handed to a dead waiter, and a later message goes to a live receiver, not into a dead one's slot. On
 /// the thread backend the tasks are unwound on the dropping thread, with the same outcome.
-#[test]
-fn a_loop_dropped_on_another_thread_withdraws_its_tasks_waits() {
+fn a_loop_dropped_on_another_thread_withdraws_its_tasks_waits(backend: Backend) {
     let mutex = Arc::new(CoMutex::new(0));
     let guard = mutex.try_lock().expect("free");
     let (tx, rx) = channel::bounded::<u32>(4);
     let live = rx.clone();
     let mut rl = RunLoop::new();
     let m = mutex.clone();
-    rl.spawn(move || *m.lock() += 1);
-    rl.spawn(move || rx.recv().ok());
+    rl.spawn_on(backend, move || *m.lock() += 1);
+    rl.spawn_on(backend, move || rx.recv().ok());
     assert_eq!(rl.run_until_stalled(), 2);
     std::thread::spawn(move || drop(rl))
         .join()
@@ -339,7 +360,7 @@ fn orphans_go_back_to_their_home_thread() {
     // exits.
     for how in ["create", "run_loop", "exit"] {
         let drops = Arc::new(AtomicUsize::new(0));
-        let (to_dropper, suspended) = mpsc::channel::<Coroutine>();
+        let (to_dropper, suspended) = mpsc::channel::<cothread::Coroutine>();
         let (dropped_tx, dropped) = mpsc::channel::<()>();
         let d = drops.clone();
         let home = std::thread::spawn(move || {
@@ -380,7 +401,7 @@ fn orphans_go_back_to_their_home_thread() {
                 _ => {}
             }
         });
-        let orphans: Vec<Coroutine> = suspended.iter().collect();
+        let orphans: Vec<cothread::Coroutine> = suspended.iter().collect();
         assert_eq!(orphans.len(), N);
         drop(orphans);
         assert_eq!(
@@ -403,5 +424,5 @@ fn orphans_go_back_to_their_home_thread() {
 #[test]
 #[cfg(all(cothread_native, not(miri)))]
 fn orphaned_native_coroutines_are_unwound_by_their_home_thread() {
-    run_child("orphans", &[]);
+    run_child("orphans", Backend::Native, &[]);
 }

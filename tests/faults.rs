@@ -7,9 +7,25 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use cothread::{Builder, Coroutine, Resume, current, in_coroutine, yield_now};
+use cothread::{Backend, Builder, Coroutine, Resume, current, in_coroutine, yield_now};
 
-use common::{DropFlag, drop_flag, message};
+use common::{DropFlag, coroutine, drop_flag, message};
+
+on_each_backend!(
+    entering_itself_panics_recursively,
+    entering_a_caller_in_the_chain_panics,
+    entering_a_finished_coroutine_panics,
+    a_panic_reaches_the_enterer_with_its_payload,
+    a_nested_panic_reaches_the_immediate_caller_first,
+    dropping_a_suspended_coroutine_runs_its_destructors,
+    dropping_an_unstarted_coroutine_drops_its_closure,
+    dropping_nested_suspended_coroutines_unwinds_both,
+    catching_the_forced_unwind_and_yielding_again_fails_loudly,
+    a_panic_raised_during_the_forced_unwind_reaches_the_dropper,
+    a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too,
+    builder_reports_an_impossible_thread_as_err,
+    builder_reports_os_refusal_as_err,
+);
 
 #[test]
 fn yield_outside_a_coroutine_panics() {
@@ -17,9 +33,8 @@ fn yield_outside_a_coroutine_panics() {
     assert_eq!(message(err), "yield_now() called outside a coroutine");
 }
 
-#[test]
-fn entering_itself_panics_recursively() {
-    let mut co = Coroutine::new(|| {
+fn entering_itself_panics_recursively(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         let me = current().unwrap();
         let err = catch_unwind(AssertUnwindSafe(|| me.enter())).unwrap_err();
         message(err)
@@ -30,12 +45,11 @@ fn entering_itself_panics_recursively() {
     );
 }
 
-#[test]
-fn entering_a_caller_in_the_chain_panics() {
+fn entering_a_caller_in_the_chain_panics(backend: Backend) {
     // A enters B; B tries to enter A, which is waiting for B.
-    let mut a = Coroutine::new(|| {
+    let mut a = coroutine(backend, move || {
         let a_ref = current().unwrap();
-        let mut b = Coroutine::new(move || {
+        let mut b = coroutine(backend, move || {
             let err = catch_unwind(AssertUnwindSafe(|| a_ref.enter())).unwrap_err();
             message(err)
         });
@@ -49,9 +63,8 @@ fn entering_a_caller_in_the_chain_panics() {
     assert!(a.is_finished());
 }
 
-#[test]
-fn entering_a_finished_coroutine_panics() {
-    let mut co = Coroutine::new(|| 5);
+fn entering_a_finished_coroutine_panics(backend: Backend) {
+    let mut co = coroutine(backend, move || 5);
     assert_eq!(co.enter(), Resume::Returned(5));
     let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
     assert_eq!(message(err), "entered a coroutine that has finished");
@@ -63,9 +76,8 @@ fn entering_a_finished_coroutine_panics() {
 #[derive(Debug, PartialEq)]
 struct MyPanic(u32);
 
-#[test]
-fn a_panic_reaches_the_enterer_with_its_payload() {
-    let mut co = Coroutine::new(|| {
+fn a_panic_reaches_the_enterer_with_its_payload(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         yield_now();
         std::panic::panic_any(MyPanic(17));
     });
@@ -78,10 +90,9 @@ fn a_panic_reaches_the_enterer_with_its_payload() {
     assert_eq!(message(err), "entered a coroutine that has finished");
 }
 
-#[test]
-fn a_nested_panic_reaches_the_immediate_caller_first() {
-    let mut outer = Coroutine::new(|| {
-        let mut inner = Coroutine::new(|| -> () { panic!("inner failed") });
+fn a_nested_panic_reaches_the_immediate_caller_first(backend: Backend) {
+    let mut outer = coroutine(backend, move || {
+        let mut inner = coroutine(backend, move || -> () { panic!("inner failed") });
         let err = catch_unwind(AssertUnwindSafe(|| inner.enter())).unwrap_err();
         format!("caught: {}", message(err))
     });
@@ -91,12 +102,11 @@ fn a_nested_panic_reaches_the_immediate_caller_first() {
     );
 }
 
-#[test]
-fn dropping_a_suspended_coroutine_runs_its_destructors() {
+fn dropping_a_suspended_coroutine_runs_its_destructors(backend: Backend) {
     let dropped = Arc::new(AtomicBool::new(false));
     let after_yield = Arc::new(AtomicBool::new(false));
     let (d, a) = (dropped.clone(), after_yield.clone());
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         let _guard = DropFlag(d);
         yield_now();
         a.store(true, Ordering::SeqCst);
@@ -116,12 +126,11 @@ fn dropping_a_suspended_coroutine_runs_its_destructors() {
     assert!(h.is_finished());
 }
 
-#[test]
-fn dropping_an_unstarted_coroutine_drops_its_closure() {
+fn dropping_an_unstarted_coroutine_drops_its_closure(backend: Backend) {
     let dropped = Arc::new(AtomicBool::new(false));
     let ran = Arc::new(AtomicBool::new(false));
     let (guard, r) = (DropFlag(dropped.clone()), ran.clone());
-    let co = Coroutine::new(move || {
+    let co = coroutine(backend, move || {
         let _g = guard;
         r.store(true, Ordering::SeqCst);
     });
@@ -130,8 +139,7 @@ fn dropping_an_unstarted_coroutine_drops_its_closure() {
     assert!(!ran.load(Ordering::SeqCst));
 }
 
-#[test]
-fn dropping_nested_suspended_coroutines_unwinds_both() {
+fn dropping_nested_suspended_coroutines_unwinds_both(backend: Backend) {
     let drops = Arc::new(AtomicUsize::new(0));
     struct Count(Arc<AtomicUsize>);
     impl Drop for Count {
@@ -140,10 +148,10 @@ fn dropping_nested_suspended_coroutines_unwinds_both() {
         }
     }
     let d = drops.clone();
-    let mut outer = Coroutine::new(move || {
+    let mut outer = coroutine(backend, move || {
         let _a = Count(d.clone());
         let d2 = d.clone();
-        let mut inner = Coroutine::new(move || {
+        let mut inner = coroutine(backend, move || {
             let _b = Count(d2);
             yield_now();
         });
@@ -155,9 +163,8 @@ fn dropping_nested_suspended_coroutines_unwinds_both() {
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
-#[test]
-fn catching_the_forced_unwind_and_yielding_again_fails_loudly() {
-    let mut co = Coroutine::new(|| {
+fn catching_the_forced_unwind_and_yielding_again_fails_loudly(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         let _ = catch_unwind(yield_now);
         yield_now(); // not allowed: the coroutine is being dropped
     });
@@ -169,9 +176,8 @@ fn catching_the_forced_unwind_and_yielding_again_fails_loudly() {
     );
 }
 
-#[test]
-fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper() {
-    let mut co = Coroutine::new(|| {
+fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper(backend: Backend) {
+    let mut co = coroutine(backend, move || {
         let caught = catch_unwind(yield_now);
         assert!(caught.is_err(), "the drop unwinds the yield");
         assert!(in_coroutine(), "the unwind runs inside the coroutine");
@@ -182,11 +188,10 @@ fn a_panic_raised_during_the_forced_unwind_reaches_the_dropper() {
     assert_eq!(message(err), "raised while being dropped");
 }
 
-#[test]
-fn a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too() {
+fn a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too(backend: Backend) {
     let (guard, dropped) = drop_flag();
     let owner = catch_unwind(move || {
-        let mut co = Coroutine::new(move || {
+        let mut co = coroutine(backend, move || {
             let _guard = guard;
             yield_now();
         });
@@ -200,34 +205,37 @@ fn a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too() {
     );
 }
 
-#[test]
-fn builder_reports_an_impossible_thread_as_err() {
+fn builder_reports_an_impossible_thread_as_err(backend: Backend) {
     // A name with a NUL byte is refused before any thread is made.
-    let err = Builder::new().name("bad\0name").spawn(|| ()).unwrap_err();
+    let err = Builder::new()
+        .backend(backend)
+        .name("bad\0name")
+        .spawn(|| ())
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
 
 // Miri does not model thread creation failure from the OS (it has no real stack limits). 64-bit only: see
 // `REFUSED_STACK_SIZE`.
 #[cfg(all(not(miri), target_pointer_width = "64"))]
-#[test]
-fn builder_reports_os_refusal_as_err() {
+fn builder_reports_os_refusal_as_err(backend: Backend) {
     // The OS refuses the stack; nothing aborts.
     let result = Builder::new()
+        .backend(backend)
         .stack_size(common::REFUSED_STACK_SIZE)
         .spawn(|| ());
     assert!(result.is_err(), "a 1 EiB stack should be refused");
     // And the crate still works afterwards.
-    let mut co = Coroutine::new(|| 1);
+    let mut co = coroutine(backend, move || 1);
     assert_eq!(co.enter(), Resume::Returned(1));
 }
 
 /// Thread backend: a started coroutine can move between threads. A native one stays on the thread that first
 /// entered it (entering it elsewhere panics): see `tests/native.rs`.
-#[cfg(not(cothread_native))]
 #[test]
-fn created_on_one_thread_entered_on_another() {
-    let mut co = Coroutine::new(|| {
+fn thread_backend_created_on_one_thread_entered_on_another() {
+    let backend = Backend::Thread;
+    let mut co = coroutine(backend, move || {
         yield_now();
         "moved"
     });
@@ -242,10 +250,10 @@ fn coroutine_is_send() {
     assert_send::<Coroutine<String>>();
 }
 
-#[cfg(not(cothread_native))]
 #[test]
-fn a_handle_enters_from_another_thread() {
-    let mut co = Coroutine::new(|| {
+fn thread_backend_a_handle_enters_from_another_thread() {
+    let backend = Backend::Thread;
+    let mut co = coroutine(backend, move || {
         yield_now();
         9
     });
@@ -263,11 +271,11 @@ thread_local! {
 
 /// Thread backend: a coroutine sees its own thread's thread-locals, not the enterer's. A native coroutine sees
 /// the enterer's: see `thread_locals_are_the_enterers` in `tests/native.rs`.
-#[cfg(not(cothread_native))]
 #[test]
-fn thread_locals_are_the_coroutines_own() {
+fn thread_backend_thread_locals_are_the_coroutines_own() {
+    let backend = Backend::Thread;
     MARK.with(|m| m.set(1));
-    let mut co = Coroutine::new(|| {
+    let mut co = coroutine(backend, move || {
         let seen = MARK.with(|m| m.get());
         MARK.with(|m| m.set(99));
         (seen, std::thread::current().id())

@@ -1,5 +1,5 @@
-//! Generators (`ScopedGenerator`, `Yielder`, `GeneratorResult`): every case runs on each backend compiled into
-//! the build (`on_each_backend!`).
+//! Generators (`ScopedGenerator`, `Yielder`, `GeneratorResult`): every case runs on each backend the build can
+//! run (`on_each_backend!`, tests/common).
 
 mod common;
 
@@ -11,30 +11,6 @@ use common::{drop_flag, message};
 use cothread::{
     Backend, Builder, Coroutine, Generator, GeneratorResult, Resume, ScopedGenerator, Yielder,
 };
-
-/// The backends a case runs on: the thread backend, and the native one where it is compiled in and can run.
-fn backends() -> Vec<Backend> {
-    #[allow(unused_mut)] // only pushed to with `native`
-    let mut all = vec![Backend::Thread];
-    #[cfg(all(cothread_native, not(miri)))]
-    all.push(Backend::Native);
-    all
-}
-
-/// Defines a test that runs `$case(backend)` once for each of [`backends`].
-macro_rules! on_each_backend {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn on_each_backend() {
-                for backend in super::backends() {
-                    eprintln!("backend: {backend:?}");
-                    super::$name(backend);
-                }
-            }
-        }
-    )*};
-}
 
 on_each_backend!(
     values_pass_both_ways,

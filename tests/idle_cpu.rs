@@ -3,9 +3,19 @@
 //! (Linux); elsewhere, and under Miri (no `/proc`, no real time), these tests are compiled out.
 #![cfg(all(target_os = "linux", not(miri)))]
 
+mod common;
+
 use std::time::Duration;
 
-use cothread::{Coroutine, Resume, yield_now};
+use cothread::{Backend, Coroutine, Resume, yield_now};
+
+use common::{SpawnOn, coroutine};
+
+on_each_backend!(
+    suspended_coroutines_cost_no_cpu,
+    an_enterer_does_not_spin_while_its_coroutine_runs_long,
+    a_loop_waiting_for_a_socket_sleeps_in_its_poll,
+);
 
 /// User + system CPU time of this process, from `/proc/self/stat` (fields 14 and 15, in clock ticks of
 /// 10 ms on Linux with the usual USER_HZ of 100).
@@ -23,9 +33,8 @@ fn cpu_time() -> Duration {
 /// 5% of one core over one second.
 const BUDGET: Duration = Duration::from_millis(50);
 
-#[test]
-fn suspended_coroutines_cost_no_cpu() {
-    let mut cos: Vec<Coroutine> = (0..100).map(|_| Coroutine::new(yield_now)).collect();
+fn suspended_coroutines_cost_no_cpu(backend: Backend) {
+    let mut cos: Vec<Coroutine> = (0..100).map(|_| coroutine(backend, yield_now)).collect();
     for co in &mut cos {
         assert_eq!(co.enter(), Resume::Yielded);
     }
@@ -43,9 +52,8 @@ fn suspended_coroutines_cost_no_cpu() {
     }
 }
 
-#[test]
-fn an_enterer_does_not_spin_while_its_coroutine_runs_long() {
-    let mut co = Coroutine::new(|| std::thread::sleep(Duration::from_secs(1)));
+fn an_enterer_does_not_spin_while_its_coroutine_runs_long(backend: Backend) {
+    let mut co = coroutine(backend, move || std::thread::sleep(Duration::from_secs(1)));
     let before = cpu_time();
     assert_eq!(co.enter(), Resume::Returned(()));
     let used = cpu_time() - before;
@@ -55,8 +63,7 @@ fn an_enterer_does_not_spin_while_its_coroutine_runs_long() {
     );
 }
 
-#[test]
-fn a_loop_waiting_for_a_socket_sleeps_in_its_poll() {
+fn a_loop_waiting_for_a_socket_sleeps_in_its_poll(backend: Backend) {
     use cothread::RunLoop;
     use cothread::net::TcpListener;
     use std::io::Read;
@@ -64,7 +71,7 @@ fn a_loop_waiting_for_a_socket_sleeps_in_its_poll() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local_addr");
     let mut rl = RunLoop::new();
-    let got = rl.spawn(move || {
+    let got = rl.spawn_on(backend, move || {
         let (mut conn, _) = listener.accept().expect("accept");
         let mut byte = [0; 1];
         conn.read_exact(&mut byte).expect("read");

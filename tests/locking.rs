@@ -12,9 +12,26 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cothread::runloop::{self, JoinHandle, yield_to_loop};
-use cothread::{CoMutex, CoQueue, CoRwLock, Coroutine, RunLoop, channel, yield_now};
+use cothread::{Backend, CoMutex, CoQueue, CoRwLock, RunLoop, channel, yield_now};
 
-use common::message;
+use common::{SpawnOn, coroutine, message};
+
+on_each_backend!(
+    contending_coroutines_get_exclusive_critical_sections,
+    the_lock_goes_to_waiters_in_fifo_order_and_nobody_barges,
+    waiting_in_a_coroutine_not_on_a_loop_panics_but_an_uncontended_lock_works,
+    unlocking_from_a_coroutine_that_does_not_hold_the_lock_panics,
+    co_queue_wait_releases_the_lock_and_notify_one_wakes_in_fifo_order,
+    notify_all_wakes_every_waiter_in_order_right_after_the_notifier,
+    notify_from_outside_coroutines_makes_the_waiter_runnable_at_once,
+    co_queue_wait_works_with_a_write_lock,
+    co_rwlock_upgrade,
+    co_rwlock_downgrade,
+    readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers,
+    dropping_a_loop_passes_on_what_its_unrun_tasks_were_handed,
+    co_mutex,
+    co_mutex_lockable,
+);
 
 /// QEMU's "enter c": wake it and run until everything it set in motion has stopped.
 fn enter<R>(rl: &mut RunLoop, c: &JoinHandle<R>) {
@@ -31,13 +48,13 @@ struct Flags {
 
 /// QEMU's `do_test_co_mutex`: two coroutines run `body`, which takes a lock, marks it held, yields, and
 /// releases it. `lock` takes the lock and returns something that releases it when dropped.
-fn do_test_co_mutex<G: 'static>(lock: impl Fn() -> G + Send + Sync + 'static) {
+fn do_test_co_mutex<G: 'static>(backend: Backend, lock: impl Fn() -> G + Send + Sync + 'static) {
     let flags = Arc::new(Flags::default());
     let lock = Arc::new(lock);
     let mut rl = RunLoop::new();
     let mut spawn = || {
         let (flags, lock) = (flags.clone(), lock.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let guard = lock();
             assert!(!flags.locked.load(Ordering::SeqCst));
             flags.locked.store(true, Ordering::SeqCst);
@@ -62,39 +79,38 @@ fn do_test_co_mutex<G: 'static>(lock: impl Fn() -> G + Send + Sync + 'static) {
     assert!(rl.is_empty());
 }
 
-#[test]
-fn co_mutex() {
+fn co_mutex(backend: Backend) {
     // Leaked so that the guard, which borrows the mutex, can live in a 'static task.
     let m: &'static CoMutex<()> = Box::leak(Box::new(CoMutex::new(())));
-    do_test_co_mutex(move || m.lock());
+    do_test_co_mutex(backend, move || m.lock());
 }
 
 /// QEMU's `/locking/co-mutex/lockable` runs the same scenario through the generic lock interface
 /// (`QemuLockable`). Here the generic interface is [`cothread::Relock`]: any guard that a `CoQueue` can
 /// release and retake. The scenario runs with a `CoMutex` guard and with both kinds of `CoRwLock` write
 /// access, through one generic function.
-#[test]
-fn co_mutex_lockable() {
+fn co_mutex_lockable(backend: Backend) {
     fn through_relock<G: cothread::Relock>(g: G) -> G {
         g
     }
     let m: &'static CoMutex<u32> = Box::leak(Box::new(CoMutex::new(0)));
-    do_test_co_mutex(move || through_relock(m.lock()));
+    do_test_co_mutex(backend, move || through_relock(m.lock()));
     let rw: &'static CoRwLock<u32> = Box::leak(Box::new(CoRwLock::new(0)));
-    do_test_co_mutex(move || through_relock(rw.write()));
+    do_test_co_mutex(backend, move || through_relock(rw.write()));
     let rw2: &'static CoRwLock<u32> = Box::leak(Box::new(CoRwLock::new(0)));
-    do_test_co_mutex(move || through_relock(CoRwLock::upgrade(rw2.read())));
+    do_test_co_mutex(backend, move || {
+        through_relock(CoRwLock::upgrade(rw2.read()))
+    });
 }
 
-#[test]
-fn contending_coroutines_get_exclusive_critical_sections() {
+fn contending_coroutines_get_exclusive_critical_sections(backend: Backend) {
     let (tasks, rounds) = if cfg!(miri) { (3, 5) } else { (8, 200) };
     let counter = Arc::new(CoMutex::new(0u64));
     let inside = Arc::new(AtomicBool::new(false));
     let mut rl = RunLoop::new();
     for _ in 0..tasks {
         let (counter, inside) = (counter.clone(), inside.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             for i in 0..rounds {
                 let mut n = counter.lock();
                 assert!(
@@ -115,21 +131,20 @@ fn contending_coroutines_get_exclusive_critical_sections() {
     assert!(!counter.is_locked());
 }
 
-#[test]
-fn the_lock_goes_to_waiters_in_fifo_order_and_nobody_barges() {
+fn the_lock_goes_to_waiters_in_fifo_order_and_nobody_barges(backend: Backend) {
     let order = Arc::new(Mutex::new(Vec::new()));
     let m = Arc::new(CoMutex::new(()));
     let mut rl = RunLoop::new();
     let holder = {
         let m = m.clone();
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let _g = m.lock();
             yield_now(); // hold until woken
         })
     };
     for i in 0..4 {
         let (m, order) = (m.clone(), order.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let _g = m.lock();
             order.lock().unwrap().push(i);
             yield_to_loop(); // hold it across a yield: the next waiter must wait for us
@@ -139,7 +154,7 @@ fn the_lock_goes_to_waiters_in_fifo_order_and_nobody_barges() {
     assert!(m.is_locked());
     // A barging try_lock fails while the lock is handed from waiter to waiter.
     let m2 = m.clone();
-    let barger = rl.spawn(move || {
+    let barger = rl.spawn_on(backend, move || {
         let mut tries = 0;
         while m2.try_lock().is_none() {
             tries += 1;
@@ -188,11 +203,10 @@ fn locking_outside_a_coroutine_panics() {
     );
 }
 
-#[test]
-fn waiting_in_a_coroutine_not_on_a_loop_panics_but_an_uncontended_lock_works() {
+fn waiting_in_a_coroutine_not_on_a_loop_panics_but_an_uncontended_lock_works(backend: Backend) {
     let m = Arc::new(CoMutex::new(1));
     let m1 = m.clone();
-    let mut free = Coroutine::new(move || {
+    let mut free = coroutine(backend, move || {
         *m1.lock() += 1; // uncontended: no wait, fine anywhere
         let _held = m1.try_lock();
         m1.try_lock().is_none()
@@ -200,7 +214,7 @@ fn waiting_in_a_coroutine_not_on_a_loop_panics_but_an_uncontended_lock_works() {
     assert_eq!(free.enter().into_returned(), Some(true));
     let _held = m.try_lock().unwrap();
     let m2 = m.clone();
-    let mut free = Coroutine::new(move || {
+    let mut free = coroutine(backend, move || {
         let err = catch_unwind(AssertUnwindSafe(|| drop(m2.lock()))).unwrap_err();
         message(err)
     });
@@ -213,15 +227,14 @@ fn waiting_in_a_coroutine_not_on_a_loop_panics_but_an_uncontended_lock_works() {
     );
 }
 
-#[test]
-fn unlocking_from_a_coroutine_that_does_not_hold_the_lock_panics() {
+fn unlocking_from_a_coroutine_that_does_not_hold_the_lock_panics(backend: Backend) {
     let m: &'static CoMutex<u32> = Box::leak(Box::new(CoMutex::new(0)));
     let (tx, rx) = channel::bounded(1);
     let mut rl = RunLoop::new();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         tx.send(m.lock()).unwrap();
     });
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let guard = rx.recv().unwrap();
         drop(guard); // not ours
     });
@@ -233,14 +246,13 @@ fn unlocking_from_a_coroutine_that_does_not_hold_the_lock_panics() {
     );
 }
 
-#[test]
-fn co_queue_wait_releases_the_lock_and_notify_one_wakes_in_fifo_order() {
+fn co_queue_wait_releases_the_lock_and_notify_one_wakes_in_fifo_order(backend: Backend) {
     let state = Arc::new((CoMutex::new(Vec::<u32>::new()), CoQueue::new()));
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut rl = RunLoop::new();
     for id in 0..3 {
         let (state, order) = (state.clone(), order.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let (items, nonempty) = &*state;
             let mut items = items.lock();
             while items.is_empty() {
@@ -254,7 +266,7 @@ fn co_queue_wait_releases_the_lock_and_notify_one_wakes_in_fifo_order() {
     assert!(!state.1.is_empty());
     assert!(!state.0.is_locked(), "waiters do not hold the lock");
     let s = state.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let (items, nonempty) = &*s;
         for item in [10, 20, 30] {
             items.lock().push(item);
@@ -268,28 +280,29 @@ fn co_queue_wait_releases_the_lock_and_notify_one_wakes_in_fifo_order() {
     assert!(state.1.is_empty());
 }
 
-#[test]
-fn notify_all_wakes_every_waiter_in_order_right_after_the_notifier() {
+fn notify_all_wakes_every_waiter_in_order_right_after_the_notifier(backend: Backend) {
     let q = Arc::new(CoQueue::new());
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut rl = RunLoop::new();
     for id in 0..3 {
         let (q, log) = (q.clone(), log.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             q.wait_unlocked();
             log.lock().unwrap().push(format!("w{id}"));
         });
     }
     assert_eq!(rl.run_until_stalled(), 3);
     let (q2, l) = (q.clone(), log.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         assert_eq!(q2.notify_all(), 3);
         l.lock().unwrap().push("notifier continues".to_string());
         yield_to_loop();
         l.lock().unwrap().push("notifier again".to_string());
     });
     let l = log.clone();
-    rl.spawn(move || l.lock().unwrap().push("bystander".to_string()));
+    rl.spawn_on(backend, move || {
+        l.lock().unwrap().push("bystander".to_string())
+    });
     rl.run();
     assert_eq!(
         *log.lock().unwrap(),
@@ -304,12 +317,11 @@ fn notify_all_wakes_every_waiter_in_order_right_after_the_notifier() {
     );
 }
 
-#[test]
-fn notify_from_outside_coroutines_makes_the_waiter_runnable_at_once() {
+fn notify_from_outside_coroutines_makes_the_waiter_runnable_at_once(backend: Backend) {
     let q = Arc::new(CoQueue::new());
     let mut rl = RunLoop::new();
     let q2 = q.clone();
-    let waiter = rl.spawn(move || q2.wait_unlocked());
+    let waiter = rl.spawn_on(backend, move || q2.wait_unlocked());
     assert_eq!(rl.run_until_stalled(), 1);
     assert!(q.notify_one());
     assert!(q.is_empty());
@@ -317,12 +329,11 @@ fn notify_from_outside_coroutines_makes_the_waiter_runnable_at_once() {
     assert!(waiter.is_finished());
 }
 
-#[test]
-fn co_queue_wait_works_with_a_write_lock() {
+fn co_queue_wait_works_with_a_write_lock(backend: Backend) {
     let state = Arc::new((CoRwLock::new(0u32), CoQueue::new()));
     let mut rl = RunLoop::new();
     let s = state.clone();
-    let waiter = rl.spawn(move || {
+    let waiter = rl.spawn_on(backend, move || {
         let (value, changed) = &*s;
         let mut w = value.write();
         while *w == 0 {
@@ -332,7 +343,7 @@ fn co_queue_wait_works_with_a_write_lock() {
         *w
     });
     let s = state.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let (value, changed) = &*s;
         *value.write() = 41;
         changed.notify_one();
@@ -343,8 +354,7 @@ fn co_queue_wait_works_with_a_write_lock() {
 
 /// QEMU's `/locking/co-rwlock/upgrade`: a sole reader that upgrades while a writer waits goes back to the
 /// queue behind that writer.
-#[test]
-fn co_rwlock_upgrade() {
+fn co_rwlock_upgrade(backend: Backend) {
     let lock = Arc::new(CoRwLock::new(()));
     let (c1_done, c2_done) = (
         Arc::new(AtomicBool::new(false)),
@@ -352,7 +362,7 @@ fn co_rwlock_upgrade() {
     );
     let mut rl = RunLoop::new();
     let (l, d) = (lock.clone(), c1_done.clone());
-    let c1 = rl.spawn(move || {
+    let c1 = rl.spawn_on(backend, move || {
         let r = l.read();
         yield_now();
         let w = CoRwLock::upgrade(r);
@@ -361,7 +371,7 @@ fn co_rwlock_upgrade() {
     });
     assert_eq!(rl.run_until_stalled(), 1);
     let (l, d) = (lock.clone(), c2_done.clone());
-    let c2 = rl.spawn(move || {
+    let c2 = rl.spawn_on(backend, move || {
         let w = l.write();
         yield_now();
         drop(w);
@@ -381,13 +391,12 @@ fn co_rwlock_upgrade() {
 
 /// QEMU's `/locking/co-rwlock/downgrade`: with a reader holding the lock and a writer, a reader and a writer
 /// queued, one unlock lets all of them through without a hang.
-#[test]
-fn co_rwlock_downgrade() {
+fn co_rwlock_downgrade(backend: Backend) {
     let lock = Arc::new(CoRwLock::new(()));
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut rl = RunLoop::new();
     let (l, g) = (lock.clone(), log.clone());
-    let c1 = rl.spawn(move || {
+    let c1 = rl.spawn_on(backend, move || {
         let r = l.read();
         yield_now();
         drop(r);
@@ -395,19 +404,19 @@ fn co_rwlock_downgrade() {
         g.lock().unwrap().push("c1");
     });
     let (l, g) = (lock.clone(), log.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let w = l.write();
         let r = CoRwLock::downgrade(w);
         drop(r);
         g.lock().unwrap().push("c2");
     });
     let (l, g) = (lock.clone(), log.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         drop(l.read());
         g.lock().unwrap().push("c3");
     });
     let (l, g) = (lock.clone(), log.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         drop(l.write());
         g.lock().unwrap().push("c4");
     });
@@ -419,8 +428,7 @@ fn co_rwlock_downgrade() {
     assert!(rl.is_empty());
 }
 
-#[test]
-fn readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers() {
+fn readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers(backend: Backend) {
     let lock = Arc::new(CoRwLock::new(0u32));
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut rl = RunLoop::new();
@@ -436,7 +444,7 @@ fn readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers() {
             readers.clone(),
             max_readers.clone(),
         );
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             for _ in 0..rounds {
                 let r = lock.read();
                 let n = readers.fetch_add(1, Ordering::SeqCst) + 1;
@@ -449,7 +457,7 @@ fn readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers() {
         });
     }
     let (l, g) = (lock.clone(), log.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         yield_to_loop(); // arrive while readers hold the lock
         let mut w = l.write();
         *w = 1;
@@ -470,8 +478,7 @@ fn readers_share_and_a_writer_is_not_starved_by_a_stream_of_readers() {
     );
 }
 
-#[test]
-fn dropping_a_loop_passes_on_what_its_unrun_tasks_were_handed() {
+fn dropping_a_loop_passes_on_what_its_unrun_tasks_were_handed(backend: Backend) {
     let m = Arc::new(CoMutex::new(0));
     let q = Arc::new(CoQueue::new());
     let rw = Arc::new(CoRwLock::new(0));
@@ -479,12 +486,12 @@ fn dropping_a_loop_passes_on_what_its_unrun_tasks_were_handed() {
     let outside_w = rw.try_write().unwrap();
     let mut rl = RunLoop::new();
     let q1 = q.clone();
-    rl.spawn(move || q1.wait_unlocked());
+    rl.spawn_on(backend, move || q1.wait_unlocked());
     let rw1 = rw.clone();
-    rl.spawn(move || drop(rw1.read()));
+    rl.spawn_on(backend, move || drop(rw1.read()));
     for _ in 0..2 {
         let m = m.clone();
-        rl.spawn(move || *m.lock() += 1);
+        rl.spawn_on(backend, move || *m.lock() += 1);
     }
     assert_eq!(rl.run_until_stalled(), 4);
     // Hand each waiter what it waited for, without running the loop.

@@ -1,7 +1,7 @@
 //! What is particular to the native backend (`--features native`): it is the default, it runs on the thread
 //! that enters it (thread-locals included), it stays on the thread that first entered it, it mixes with the
 //! thread backend in one caller chain. Its stack pool: `tests/native_pool.rs`. The behaviour both backends
-//! share is tested once, in the other test files, against the default backend.
+//! share is tested in the other test files, on each backend (`on_each_backend!`, tests/common).
 //!
 //! Miri cannot run the native backend (its stack switch is inline assembly), loom does not model it, and some
 //! targets have none (`Backend::is_available`): there only the test that says so runs.

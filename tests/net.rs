@@ -13,7 +13,26 @@ use std::thread;
 use std::time::Duration;
 
 use cothread::net::{TcpListener, TcpStream, UdpSocket};
-use cothread::{Coroutine, RunLoop, pool, runloop};
+use cothread::{Backend, Builder, RunLoop, pool, runloop};
+
+use common::{SpawnOn, coroutine};
+
+on_each_backend!(
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    refused_connects_and_taken_ports_are_io_errors,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    tasks_of_one_loop_talk_over_tcp_and_udp,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    a_socket_wait_in_a_coroutine_not_on_a_loop_panics,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    a_busy_task_does_not_starve_a_task_waiting_for_a_socket,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    dropping_a_loop_unwinds_a_task_waiting_for_a_socket,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    a_hundred_clients_get_every_byte_back_in_order,
+    #[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
+    clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others,
+);
 
 /// The tests here count threads and pool counters: they run one at a time.
 fn serial() -> MutexGuard<'static, ()> {
@@ -47,21 +66,28 @@ fn echo(conn: TcpStream, log: &ServerLog) -> io::Result<()> {
 
 /// Runs an echo server on a loop in a thread of its own: it accepts `connections` connections, one task
 /// each, and returns once they have all ended.
-fn serve(connections: usize) -> (SocketAddr, Arc<ServerLog>, thread::JoinHandle<()>) {
+fn serve(
+    backend: Backend,
+    connections: usize,
+) -> (SocketAddr, Arc<ServerLog>, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local_addr");
     let log = Arc::new(ServerLog::default());
     let server_log = log.clone();
     let server = thread::spawn(move || {
         let mut rl = RunLoop::new();
-        rl.spawn(move || {
+        let handle = rl.handle();
+        rl.spawn_on(backend, move || {
             for _ in 0..connections {
                 let (conn, _) = listener.accept().expect("accept");
                 let log = server_log.clone();
-                runloop::spawn(move || match echo(conn, &log) {
+                let echo_task = move || match echo(conn, &log) {
                     Ok(()) => log.clean.fetch_add(1, Ordering::Relaxed),
                     Err(_) => log.errors.fetch_add(1, Ordering::Relaxed),
-                });
+                };
+                handle
+                    .spawn_with(Builder::new().backend(backend), echo_task)
+                    .expect("spawn a connection's task");
             }
         });
         rl.run();
@@ -81,10 +107,10 @@ impl Rng {
     }
 }
 
-/// Threads of this process that this test made (Linux): those that carry the test thread's name. A thread
-/// without a name of its own has its creator's (the kernel copies it), so every thread the test, its clients,
-/// its server and their coroutines start carries it, while the test harness's threads for other tests (waiting
-/// for `serial`) carry theirs.
+/// Threads of this process that this test made (Linux): those that carry the test thread's name (set by
+/// [`name_this_thread_apart`]). A thread without a name of its own has its creator's (the kernel copies it), so
+/// every thread the test, its clients, its server and their coroutines start carries it, while the test
+/// harness's threads for other tests (waiting for `serial`) carry theirs.
 fn threads() -> Option<usize> {
     let mine = std::fs::read_to_string("/proc/thread-self/comm").ok()?;
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -92,6 +118,16 @@ fn threads() -> Option<usize> {
         std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm == mine)
     };
     Some(tasks.flatten().filter(named_mine).count())
+}
+
+/// Gives the test's thread a name of its own, which the threads it makes inherit. Linux keeps 15 bytes of a
+/// thread's name, so the harness's names for `case::thread` and `case::native` (`on_each_backend!`) are the same
+/// there, and the other one's thread, waiting for `serial`, would count as this test's. Elsewhere, nothing.
+fn name_this_thread_apart() {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("net-test-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    // Not Linux (no such file): `threads` returns `None` there, and the name does not matter.
+    let _ = std::fs::write("/proc/thread-self/comm", name);
 }
 
 /// Coroutine threads or stacks in use now: made, less gone, less idle. The counters are read one after the
@@ -105,15 +141,14 @@ fn in_use() -> i64 {
     busy(pool::stats()) + native
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn a_hundred_clients_get_every_byte_back_in_order() {
+fn a_hundred_clients_get_every_byte_back_in_order(backend: Backend) {
     let _serial = serial();
     const CLIENTS: usize = 100;
     const MESSAGES: usize = 100;
+    name_this_thread_apart();
     let threads_before = threads();
     let in_use_before = in_use();
-    let (addr, log, server) = serve(CLIENTS);
+    let (addr, log, server) = serve(backend, CLIENTS);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             thread::spawn(move || {
@@ -165,13 +200,11 @@ fn a_hundred_clients_get_every_byte_back_in_order() {
     }
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
+fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others(backend: Backend) {
     let _serial = serial();
     const GOOD: usize = 8;
     const BAD: usize = 3 * 4;
-    let (addr, log, server) = serve(GOOD + BAD);
+    let (addr, log, server) = serve(backend, GOOD + BAD);
     let mut clients = Vec::new();
     for c in 0..GOOD + BAD {
         clients.push(thread::spawn(move || {
@@ -225,9 +258,7 @@ fn clients_that_disconnect_reset_or_half_close_do_not_disturb_the_others() {
     }
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn refused_connects_and_taken_ports_are_io_errors() {
+fn refused_connects_and_taken_ports_are_io_errors(backend: Backend) {
     let _serial = serial();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
@@ -236,7 +267,7 @@ fn refused_connects_and_taken_ports_are_io_errors() {
         l.local_addr().unwrap()
     };
     let mut rl = RunLoop::new();
-    let results = rl.spawn(move || {
+    let results = rl.spawn_on(backend, move || {
         let bind = TcpListener::bind(addr).map(|_| ()).map_err(|e| e.kind());
         let connect = TcpStream::connect(free).map(|_| ()).map_err(|e| e.kind());
         (bind, connect)
@@ -252,21 +283,19 @@ fn refused_connects_and_taken_ports_are_io_errors() {
     );
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn tasks_of_one_loop_talk_over_tcp_and_udp() {
+fn tasks_of_one_loop_talk_over_tcp_and_udp(backend: Backend) {
     let _serial = serial();
     let mut rl = RunLoop::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let (mut conn, peer) = listener.accept().unwrap();
         assert_eq!(conn.peer_addr().unwrap(), peer);
         let mut buf = Vec::new();
         conn.read_to_end(&mut buf).unwrap();
         conn.write_all(&buf).unwrap();
     });
-    let tcp = rl.spawn(move || {
+    let tcp = rl.spawn_on(backend, move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         assert!(s.nodelay().unwrap());
@@ -282,14 +311,14 @@ fn tasks_of_one_loop_talk_over_tcp_and_udp() {
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b_addr = b.local_addr().unwrap();
     let a_addr = a.local_addr().unwrap();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let mut buf = [0; 16];
         for _ in 0..3 {
             let (n, from) = b.recv_from(&mut buf).unwrap();
             b.send_to(&buf[..n], from).unwrap();
         }
     });
-    let udp = rl.spawn(move || {
+    let udp = rl.spawn_on(backend, move || {
         let mut got = Vec::new();
         let mut buf = [0; 16];
         for i in 0..3u8 {
@@ -327,12 +356,10 @@ fn outside_coroutines_sockets_block_like_std() {
     assert_eq!(&client.join().unwrap(), b"pong");
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics() {
+fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics(backend: Backend) {
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut co = Coroutine::new(move || {
+    let mut co = coroutine(backend, move || {
         let _ = listener.accept();
     });
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.enter())).unwrap_err();
@@ -340,9 +367,7 @@ fn a_socket_wait_in_a_coroutine_not_on_a_loop_panics() {
     assert!(msg.contains("TcpListener::accept() has to wait"), "{msg}");
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
+fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket(backend: Backend) {
     use std::sync::atomic::AtomicBool;
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -353,7 +378,7 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     // while the busy one runs (on a slow emulator the write could otherwise arrive before the loop started).
     let busy_runs = Arc::new(AtomicBool::new(false));
     let d = done.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut byte = [0; 1];
         conn.read_exact(&mut byte).unwrap();
@@ -361,7 +386,7 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     });
     // Always runnable: the loop never runs out of work, so it must poll for I/O between entries.
     let runs = busy_runs.clone();
-    let busy = rl.spawn(move || {
+    let busy = rl.spawn_on(backend, move || {
         let start = std::time::Instant::now();
         let mut rounds = 0u64;
         while !done.load(Ordering::SeqCst) {
@@ -390,15 +415,13 @@ fn a_busy_task_does_not_starve_a_task_waiting_for_a_socket() {
     assert!(busy.take().unwrap() > 0);
 }
 
-#[test]
-#[cfg_attr(miri, ignore = "real sockets: Miri cannot open them")]
-fn dropping_a_loop_unwinds_a_task_waiting_for_a_socket() {
+fn dropping_a_loop_unwinds_a_task_waiting_for_a_socket(backend: Backend) {
     let _serial = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (flag, dropped) = common::drop_flag();
     let mut rl = RunLoop::new();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _flag = flag;
         let _ = listener.accept();
     });

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cothread::runloop::{self, sleep, sleep_until, yield_to_loop};
-use cothread::{Builder, Coroutine, RunLoop, channel, current, yield_now};
+use cothread::{Backend, Builder, RunLoop, channel, current, yield_now};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -25,16 +25,47 @@ fn entries(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()
 }
 
-use common::message;
+use common::{SpawnOn, coroutine, message};
 
-#[test]
-fn tasks_run_in_spawn_order_and_values_come_back() {
+on_each_backend!(
+    tasks_run_in_spawn_order_and_values_come_back,
+    yield_to_loop_round_robins,
+    a_plain_yield_waits_for_a_wake,
+    wake_of_a_coroutine_not_on_a_loop_is_refused,
+    wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order,
+    wake_ups_from_outside_go_to_the_tail,
+    sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began,
+    sleep_lasts_at_least_its_duration,
+    run_until_stalled_waits_for_sleeps,
+    a_deadlock_is_reported_with_the_number_of_stuck_coroutines,
+    a_keep_alive_lets_another_thread_wake_tasks,
+    wake_from_another_thread_reaches_a_sleeping_loop,
+    dropping_the_last_keep_alive_turns_a_wait_into_a_deadlock_report,
+    a_panicking_task_reaches_run_and_the_loop_goes_on,
+    dropping_a_loop_drops_unstarted_bodies_unrun,
+    dropping_a_loop_after_its_tasks_waited_runs_their_destructors,
+    dropping_a_loop_with_a_pending_sleep_unwinds_the_sleeper,
+    sleep_and_yield_to_loop_outside_a_loop_panic,
+    current_inside_a_task_is_its_handle,
+    tasks_waking_each_other_in_a_ring_do_not_starve_the_others,
+    tasks_on_loops_on_two_threads_wake_each_other,
+    tasks_spawn_tasks_onto_their_own_loop,
+    handles_spawn_from_four_threads_at_once_and_wake_the_loop,
+    offload_runs_on_another_thread_while_the_loop_runs_other_tasks,
+    an_offloaded_panic_reaches_the_task,
+    block_on_yields_until_another_thread_completes_the_future,
+    block_on_pending_in_a_coroutine_not_on_a_loop_panics,
+    end_sleep_cuts_a_sleep_short,
+    recv_and_send_timeouts_in_tasks_and_threads,
+);
+
+fn tasks_run_in_spawn_order_and_values_come_back(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
     let handles: Vec<_> = (0..4)
         .map(|i| {
             let log = log.clone();
-            rl.spawn(move || {
+            rl.spawn_on(backend, move || {
                 push(&log, format!("t{i}"));
                 i * 10
             })
@@ -52,13 +83,12 @@ fn tasks_run_in_spawn_order_and_values_come_back() {
     }
 }
 
-#[test]
-fn yield_to_loop_round_robins() {
+fn yield_to_loop_round_robins(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
     for name in ["a", "b", "c"] {
         let log = log.clone();
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             for i in 0..3 {
                 push(&log, format!("{name}{i}"));
                 yield_to_loop();
@@ -72,12 +102,11 @@ fn yield_to_loop_round_robins() {
     );
 }
 
-#[test]
-fn a_plain_yield_waits_for_a_wake() {
+fn a_plain_yield_waits_for_a_wake(backend: Backend) {
     let mut rl = RunLoop::new();
     let entered = Arc::new(AtomicUsize::new(0));
     let e = entered.clone();
-    let task = rl.spawn(move || {
+    let task = rl.spawn_on(backend, move || {
         e.fetch_add(1, Ordering::SeqCst);
         yield_now();
         e.fetch_add(1, Ordering::SeqCst);
@@ -98,14 +127,12 @@ fn a_plain_yield_waits_for_a_wake() {
     );
 }
 
-#[test]
-fn wake_of_a_coroutine_not_on_a_loop_is_refused() {
-    let co = Coroutine::new(|| ());
+fn wake_of_a_coroutine_not_on_a_loop_is_refused(backend: Backend) {
+    let co = coroutine(backend, move || ());
     assert!(!runloop::wake(&co.handle()));
 }
 
-#[test]
-fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order() {
+fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order(backend: Backend) {
     // QEMU's co_queue_wakeup: A wakes C then B; they run right after A yields, before D, which was
     // runnable first.
     let log = log();
@@ -117,12 +144,12 @@ fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order() {
             push(&log, name);
         }
     };
-    let b = rl.spawn(sleeper("b"));
-    let c = rl.spawn(sleeper("c"));
+    let b = rl.spawn_on(backend, sleeper("b"));
+    let c = rl.spawn_on(backend, sleeper("c"));
     assert_eq!(rl.run_until_stalled(), 2);
     let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
     let l = log.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         runloop::wake(&lc);
         runloop::wake(&lb);
         push(&l, "a wakes");
@@ -130,30 +157,28 @@ fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order() {
         push(&l, "a again");
     });
     let l = log.clone();
-    rl.spawn(move || push(&l, "d"));
+    rl.spawn_on(backend, move || push(&l, "d"));
     rl.run();
     assert_eq!(entries(&log), ["a wakes", "c", "b", "d", "a again"]);
 }
 
-#[test]
-fn wake_ups_from_outside_go_to_the_tail() {
+fn wake_ups_from_outside_go_to_the_tail(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
     let l = log.clone();
-    let waiting = rl.spawn(move || {
+    let waiting = rl.spawn_on(backend, move || {
         yield_now();
         push(&l, "woken");
     });
     assert_eq!(rl.run_until_stalled(), 1);
     let l = log.clone();
-    rl.spawn(move || push(&l, "spawned first"));
+    rl.spawn_on(backend, move || push(&l, "spawned first"));
     assert!(runloop::wake(waiting.coroutine()));
     rl.run();
     assert_eq!(entries(&log), ["spawned first", "woken"]);
 }
 
-#[test]
-fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began() {
+fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began(backend: Backend) {
     // All five must have begun sleeping before the first deadline, for the order to be by deadline: start
     // the deadlines well after now (Miri's clock runs fast while it interprets, but jumps ahead when every
     // thread waits, so a long lead costs nothing there).
@@ -164,7 +189,7 @@ fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began() {
     let base = Instant::now() + lead;
     for (name, ms) in [("30", 30), ("10", 10), ("20", 20), ("10b", 10), ("0", 0)] {
         let (log, last_start) = (log.clone(), last_start.clone());
-        rl.spawn(move || {
+        rl.spawn_on(backend, move || {
             let deadline = base + Duration::from_millis(ms);
             *last_start.lock().unwrap() = Instant::now();
             sleep_until(deadline);
@@ -184,10 +209,9 @@ fn sleeps_end_in_deadline_order_and_equal_deadlines_in_the_order_they_began() {
     }
 }
 
-#[test]
-fn sleep_lasts_at_least_its_duration() {
+fn sleep_lasts_at_least_its_duration(backend: Backend) {
     let mut rl = RunLoop::new();
-    let slept = rl.spawn(|| {
+    let slept = rl.spawn_on(backend, move || {
         let start = Instant::now();
         sleep(Duration::from_millis(15));
         start.elapsed()
@@ -196,30 +220,28 @@ fn sleep_lasts_at_least_its_duration() {
     assert!(slept.take().unwrap() >= Duration::from_millis(15));
 }
 
-#[test]
-fn run_until_stalled_waits_for_sleeps() {
+fn run_until_stalled_waits_for_sleeps(backend: Backend) {
     let mut rl = RunLoop::new();
-    let done = rl.spawn(|| sleep(Duration::from_millis(5)));
+    let done = rl.spawn_on(backend, move || sleep(Duration::from_millis(5)));
     assert_eq!(rl.run_until_stalled(), 0);
     assert!(done.is_finished());
 }
 
-#[test]
-fn a_deadlock_is_reported_with_the_number_of_stuck_coroutines() {
+fn a_deadlock_is_reported_with_the_number_of_stuck_coroutines(backend: Backend) {
     let mut rl = RunLoop::new();
     let (tx, rx) = channel::bounded::<u32>(0);
     let (tx2, rx2) = channel::bounded::<u32>(0);
     // Each waits for the other to send first.
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let v = rx.recv().unwrap();
         tx2.send(v).unwrap();
     });
-    rl.spawn_with(Builder::new().name("stuck-b"), move || {
+    rl.spawn_with(Builder::new().backend(backend).name("stuck-b"), move || {
         let v = rx2.recv().unwrap();
         tx.send(v).unwrap();
     })
     .unwrap();
-    rl.spawn(|| ()); // finishes: not counted
+    rl.spawn_on(backend, move || ()); // finishes: not counted
     let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
     let msg = message(err);
     assert!(msg.contains("deadlocked"), "{msg}");
@@ -229,11 +251,10 @@ fn a_deadlock_is_reported_with_the_number_of_stuck_coroutines() {
     drop(rl); // unwinds the two stuck tasks
 }
 
-#[test]
-fn a_keep_alive_lets_another_thread_wake_tasks() {
+fn a_keep_alive_lets_another_thread_wake_tasks(backend: Backend) {
     let mut rl = RunLoop::new();
     let (tx, rx) = channel::unbounded();
-    let got = rl.spawn(move || rx.iter().sum::<u64>());
+    let got = rl.spawn_on(backend, move || rx.iter().sum::<u64>());
     let keep = rl.keep_alive();
     let feeder = std::thread::spawn(move || {
         for i in 1..=100 {
@@ -248,12 +269,11 @@ fn a_keep_alive_lets_another_thread_wake_tasks() {
     assert_eq!(got.take(), Some(5050));
 }
 
-#[test]
-fn wake_from_another_thread_reaches_a_sleeping_loop() {
+fn wake_from_another_thread_reaches_a_sleeping_loop(backend: Backend) {
     let mut rl = RunLoop::new();
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
-    let task = rl.spawn(move || {
+    let task = rl.spawn_on(backend, move || {
         r.store(true, Ordering::SeqCst);
         while r.load(Ordering::SeqCst) {
             yield_now(); // until the other thread clears the flag and wakes us
@@ -275,10 +295,9 @@ fn wake_from_another_thread_reaches_a_sleeping_loop() {
     assert_eq!(task.take(), Some("woken"));
 }
 
-#[test]
-fn dropping_the_last_keep_alive_turns_a_wait_into_a_deadlock_report() {
+fn dropping_the_last_keep_alive_turns_a_wait_into_a_deadlock_report(backend: Backend) {
     let mut rl = RunLoop::new();
-    rl.spawn(yield_now);
+    rl.spawn_on(backend, yield_now);
     let keep = rl.keep_alive();
     let keep2 = keep.clone();
     drop(keep);
@@ -288,13 +307,12 @@ fn dropping_the_last_keep_alive_turns_a_wait_into_a_deadlock_report() {
     assert!(message(err).contains("1 coroutine waits"));
 }
 
-#[test]
-fn a_panicking_task_reaches_run_and_the_loop_goes_on() {
+fn a_panicking_task_reaches_run_and_the_loop_goes_on(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
-    rl.spawn(|| -> () { panic!("task failed") });
+    rl.spawn_on(backend, move || -> () { panic!("task failed") });
     let l = log.clone();
-    let after = rl.spawn(move || push(&l, "after"));
+    let after = rl.spawn_on(backend, move || push(&l, "after"));
     let err = catch_unwind(AssertUnwindSafe(|| rl.run())).unwrap_err();
     assert_eq!(message(err), "task failed");
     assert_eq!(rl.len(), 1);
@@ -312,13 +330,12 @@ impl Drop for DropCount {
     }
 }
 
-#[test]
-fn dropping_a_loop_drops_unstarted_bodies_unrun() {
+fn dropping_a_loop_drops_unstarted_bodies_unrun(backend: Backend) {
     let drops = Arc::new(AtomicUsize::new(0));
     let ran = Arc::new(AtomicBool::new(false));
     let mut rl = RunLoop::new();
     let (guard, r) = (DropCount(drops.clone()), ran.clone());
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _g = guard;
         r.store(true, Ordering::SeqCst);
     });
@@ -327,18 +344,17 @@ fn dropping_a_loop_drops_unstarted_bodies_unrun() {
     assert!(!ran.load(Ordering::SeqCst));
 }
 
-#[test]
-fn dropping_a_loop_after_its_tasks_waited_runs_their_destructors() {
+fn dropping_a_loop_after_its_tasks_waited_runs_their_destructors(backend: Backend) {
     let drops = Arc::new(AtomicUsize::new(0));
     let mut rl = RunLoop::new();
     let (_tx, rx) = channel::bounded::<()>(0);
     let d = drops.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _g = DropCount(d);
         let _ = rx.recv();
     });
     let d = drops.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _g = DropCount(d);
         yield_now();
     });
@@ -347,20 +363,19 @@ fn dropping_a_loop_after_its_tasks_waited_runs_their_destructors() {
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
-#[test]
-fn dropping_a_loop_with_a_pending_sleep_unwinds_the_sleeper() {
+fn dropping_a_loop_with_a_pending_sleep_unwinds_the_sleeper(backend: Backend) {
     let drops = Arc::new(AtomicUsize::new(0));
     let mut rl = RunLoop::new();
     let d = drops.clone();
     let started = Arc::new(AtomicBool::new(false));
     let s = started.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         let _g = DropCount(d);
         s.store(true, Ordering::SeqCst);
         sleep(Duration::from_secs(3600));
     });
     // A second task ends the run: it panics once the sleeper has started, which stops `run`.
-    rl.spawn(move || -> () {
+    rl.spawn_on(backend, move || -> () {
         yield_to_loop();
         panic!("stop");
     });
@@ -371,13 +386,12 @@ fn dropping_a_loop_with_a_pending_sleep_unwinds_the_sleeper() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
 
-#[test]
-fn sleep_and_yield_to_loop_outside_a_loop_panic() {
+fn sleep_and_yield_to_loop_outside_a_loop_panic(backend: Backend) {
     let err = catch_unwind(|| sleep(Duration::from_millis(1))).unwrap_err();
     assert_eq!(message(err), "cothread: sleep() called outside a coroutine");
     let err = catch_unwind(yield_to_loop).unwrap_err();
     assert!(message(err).contains("outside a coroutine spawned on a RunLoop"));
-    let mut co = Coroutine::new(|| {
+    let mut co = coroutine(backend, move || {
         let err = catch_unwind(|| sleep(Duration::from_millis(1))).unwrap_err();
         message(err)
     });
@@ -385,17 +399,15 @@ fn sleep_and_yield_to_loop_outside_a_loop_panic() {
     assert!(msg.contains("not spawned on a RunLoop"), "{msg}");
 }
 
-#[test]
-fn current_inside_a_task_is_its_handle() {
+fn current_inside_a_task_is_its_handle(backend: Backend) {
     let mut rl = RunLoop::new();
-    let t = rl.spawn(|| current().unwrap());
+    let t = rl.spawn_on(backend, move || current().unwrap());
     rl.run();
     let seen = t.take().unwrap();
     assert_eq!(&seen, t.coroutine());
 }
 
-#[test]
-fn tasks_waking_each_other_in_a_ring_do_not_starve_the_others() {
+fn tasks_waking_each_other_in_a_ring_do_not_starve_the_others(backend: Backend) {
     // A and B hand a token back and forth through rendezvous channels: every hand-off is a wake-up by the
     // running task. A bystander that became runnable meanwhile still gets its turn long before they finish.
     let rounds = if cfg!(miri) { 40 } else { 1000 };
@@ -404,26 +416,25 @@ fn tasks_waking_each_other_in_a_ring_do_not_starve_the_others() {
     let (to_a, from_b) = channel::bounded::<u32>(0);
     let mut rl = RunLoop::new();
     let l = log.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         for i in 0..rounds {
             to_b.send(i).unwrap();
             from_b.recv().unwrap();
         }
         push(&l, "ring done");
     });
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         for v in from_a {
             to_a.send(v).unwrap();
         }
     });
     let l = log.clone();
-    rl.spawn(move || push(&l, "bystander"));
+    rl.spawn_on(backend, move || push(&l, "bystander"));
     rl.run();
     assert_eq!(entries(&log), ["bystander", "ring done"]);
 }
 
-#[test]
-fn tasks_on_loops_on_two_threads_wake_each_other() {
+fn tasks_on_loops_on_two_threads_wake_each_other(backend: Backend) {
     // Loop A (one thread) sends numbers and waits for each acknowledgement; loop B (another thread) receives
     // and acknowledges. Every wake-up crosses threads. Each loop holds a KeepAlive of the other while its
     // task may still wake the other's.
@@ -436,7 +447,7 @@ fn tasks_on_loops_on_two_threads_wake_each_other() {
         let mut rl = RunLoop::new();
         a_keep_tx.send(rl.keep_alive()).unwrap();
         let keep_b = b_keep_rx.recv().unwrap();
-        let acked = rl.spawn(move || {
+        let acked = rl.spawn_on(backend, move || {
             let mut acked = 0;
             for i in 0..n {
                 tx.send(i).unwrap();
@@ -454,7 +465,7 @@ fn tasks_on_loops_on_two_threads_wake_each_other() {
         let mut rl = RunLoop::new();
         b_keep_tx.send(rl.keep_alive()).unwrap();
         let keep_a = a_keep_rx.recv().unwrap();
-        let got = rl.spawn(move || {
+        let got = rl.spawn_on(backend, move || {
             let mut got = 0;
             for v in rx.iter() {
                 got += 1;
@@ -471,15 +482,15 @@ fn tasks_on_loops_on_two_threads_wake_each_other() {
     assert_eq!(b.join().unwrap(), n);
 }
 
-#[test]
-fn tasks_spawn_tasks_onto_their_own_loop() {
+fn tasks_spawn_tasks_onto_their_own_loop(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
     let l = log.clone();
-    let outer = rl.spawn(move || {
+    let outer = rl.spawn_on(backend, move || {
         let children: Vec<_> = (0..3)
             .map(|i| {
                 let l = l.clone();
+                // On the default backend: `runloop::spawn` takes no builder.
                 runloop::spawn(move || {
                     push(&l, format!("child{i}"));
                     i
@@ -507,8 +518,7 @@ fn runloop_spawn_outside_a_task_panics() {
     );
 }
 
-#[test]
-fn handles_spawn_from_four_threads_at_once_and_wake_the_loop() {
+fn handles_spawn_from_four_threads_at_once_and_wake_the_loop(backend: Backend) {
     const THREADS: usize = 4;
     const EACH: usize = if cfg!(miri) { 3 } else { 50 };
     let mut rl = RunLoop::new();
@@ -524,7 +534,11 @@ fn handles_spawn_from_four_threads_at_once_and_wake_the_loop() {
                 let tasks: Vec<_> = (0..EACH)
                     .map(|i| {
                         let tx = tx.clone();
-                        handle.spawn(move || tx.send(t * 1000 + i).unwrap())
+                        handle
+                            .spawn_with(Builder::new().backend(backend), move || {
+                                tx.send(t * 1000 + i).unwrap()
+                            })
+                            .unwrap()
                     })
                     .collect();
                 drop(keep);
@@ -534,7 +548,7 @@ fn handles_spawn_from_four_threads_at_once_and_wake_the_loop() {
         .collect();
     drop((tx, keep));
     // The loop sleeps (nothing runnable) until the threads' spawns wake it.
-    let sum = rl.spawn(move || rx.iter().count());
+    let sum = rl.spawn_on(backend, move || rx.iter().count());
     rl.run();
     for s in spawners {
         for task in s.join().unwrap() {
@@ -555,13 +569,12 @@ fn spawning_onto_a_dropped_loop_drops_the_task_unstarted() {
     assert_eq!(task.take(), None);
 }
 
-#[test]
-fn offload_runs_on_another_thread_while_the_loop_runs_other_tasks() {
+fn offload_runs_on_another_thread_while_the_loop_runs_other_tasks(backend: Backend) {
     let log = log();
     let mut rl = RunLoop::new();
     let (tx, rx) = channel::bounded::<()>(0);
     let l = log.clone();
-    let offloaded = rl.spawn(move || {
+    let offloaded = rl.spawn_on(backend, move || {
         let loop_thread = std::thread::current().id();
         let (worker, value) = runloop::offload(move || {
             // Blocks this worker until the other task, on the loop, has run.
@@ -572,7 +585,7 @@ fn offload_runs_on_another_thread_while_the_loop_runs_other_tasks() {
         (worker != loop_thread, value)
     });
     let l = log.clone();
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         push(&l, "other task ran");
         tx.send(()).unwrap();
     });
@@ -583,10 +596,9 @@ fn offload_runs_on_another_thread_while_the_loop_runs_other_tasks() {
     assert_eq!(runloop::offload(|| 5), 5);
 }
 
-#[test]
-fn an_offloaded_panic_reaches_the_task() {
+fn an_offloaded_panic_reaches_the_task(backend: Backend) {
     let mut rl = RunLoop::new();
-    let task = rl.spawn(|| {
+    let task = rl.spawn_on(backend, move || {
         let caught = catch_unwind(|| runloop::offload(|| -> u32 { panic!("in the worker") }));
         message(caught.unwrap_err())
     });
@@ -628,16 +640,15 @@ impl std::future::Future for Oneshot {
     }
 }
 
-#[test]
-fn block_on_yields_until_another_thread_completes_the_future() {
+fn block_on_yields_until_another_thread_completes_the_future(backend: Backend) {
     let mut rl = RunLoop::new();
     let future = Oneshot::default();
     let f = future.clone();
     let ran_meanwhile = Arc::new(AtomicBool::new(false));
     let r = ran_meanwhile.clone();
-    let waiting = rl.spawn(move || runloop::block_on(f) + 1);
+    let waiting = rl.spawn_on(backend, move || runloop::block_on(f) + 1);
     let (started_tx, started_rx) = channel::bounded(0);
-    rl.spawn(move || {
+    rl.spawn_on(backend, move || {
         r.store(true, Ordering::SeqCst);
         started_tx.send(()).unwrap();
     });
@@ -658,23 +669,21 @@ fn block_on_yields_until_another_thread_completes_the_future() {
     t.join().unwrap();
 }
 
-#[test]
-fn block_on_pending_in_a_coroutine_not_on_a_loop_panics() {
-    let mut co = Coroutine::new(|| runloop::block_on(Oneshot::default()));
+fn block_on_pending_in_a_coroutine_not_on_a_loop_panics(backend: Backend) {
+    let mut co = coroutine(backend, move || runloop::block_on(Oneshot::default()));
     let err = catch_unwind(AssertUnwindSafe(|| co.enter())).unwrap_err();
     assert!(message(err).contains("block_on() has to wait, in a coroutine that was not spawned"));
 }
 
-#[test]
-fn end_sleep_cuts_a_sleep_short() {
+fn end_sleep_cuts_a_sleep_short(backend: Backend) {
     let mut rl = RunLoop::new();
     let start = Instant::now();
-    let sleeper = rl.spawn(move || {
+    let sleeper = rl.spawn_on(backend, move || {
         sleep(Duration::from_secs(600));
         start.elapsed()
     });
     let co = sleeper.coroutine().clone();
-    let ender = rl.spawn(move || {
+    let ender = rl.spawn_on(backend, move || {
         let before = runloop::end_sleep(&co);
         (before, runloop::end_sleep(&co))
     });
@@ -684,13 +693,12 @@ fn end_sleep_cuts_a_sleep_short() {
     assert_eq!(ender.take(), Some((true, false)));
 }
 
-#[test]
-fn recv_and_send_timeouts_in_tasks_and_threads() {
+fn recv_and_send_timeouts_in_tasks_and_threads(backend: Backend) {
     use cothread::channel::{RecvTimeoutError, SendTimeoutError};
     let mut rl = RunLoop::new();
     let (tx, rx) = channel::bounded::<u32>(1);
     let (tx2, rx2) = (tx.clone(), rx.clone());
-    let task = rl.spawn(move || {
+    let task = rl.spawn_on(backend, move || {
         let start = Instant::now();
         let empty = rx2.recv_timeout(Duration::from_millis(20));
         let waited = start.elapsed();
@@ -709,9 +717,9 @@ fn recv_and_send_timeouts_in_tasks_and_threads() {
     let mut rl = RunLoop::new();
     let rx2 = rx.clone();
     let start = Instant::now();
-    let got = rl.spawn(move || rx2.recv_timeout(Duration::from_secs(600)));
+    let got = rl.spawn_on(backend, move || rx2.recv_timeout(Duration::from_secs(600)));
     let tx2 = tx.clone();
-    rl.spawn(move || tx2.send(3).unwrap());
+    rl.spawn_on(backend, move || tx2.send(3).unwrap());
     rl.run();
     assert_eq!(got.take(), Some(Ok(3)));
     assert!(start.elapsed() < Duration::from_secs(60));
