@@ -280,6 +280,7 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
             return Ok(stack);
         }
     }
+    crate::limits::reserve(crate::limits::STACK_MAPS)?;
     let stack = DefaultStack::new(size)?;
     CREATED.fetch_add(1, Ordering::Relaxed);
     Ok(stack)

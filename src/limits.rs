@@ -1,0 +1,196 @@
+//! The per-process limit on memory mappings, checked before a coroutine maps a new thread or stack.
+//!
+//! Linux caps the mappings (VMAs) of a process at `vm.max_map_count` (65,530 by default). A new thread of the
+//! thread backend adds about [`THREAD_MAPS`], a new native stack [`STACK_MAPS`]. At the cap, `mmap` and
+//! `mprotect` fail, and std's start-up of a new thread aborts the whole process when it cannot map the
+//! thread's alternate signal stack, after the thread itself was created, where no `Err` can reach the caller.
+//! So before a coroutine maps anything new, [`reserve`] refuses it with an `Err` once the process's mappings
+//! come near the cap. Reusing a pooled thread or stack maps nothing and does not get here.
+//!
+//! Counting the mappings (the lines of `/proc/self/maps`) costs about 0.2 µs a mapping, so it is not done at
+//! every spawn: a count grants half of the room it finds as *credit*, which spawns draw on with one atomic
+//! compare-and-swap, and the next count comes when the credit runs out. Mappings freed meanwhile are not
+//! credited back (the next count sees them), and mappings made by other code are not charged (the half not
+//! granted and the reserve below the cap leave room for them).
+//!
+//! Elsewhere (other systems, Miri, loom) there is no check and the operating system's error is what a spawn
+//! returns.
+
+use std::io;
+
+/// Mappings a new thread adds: its stack and that stack's guard page (glibc's `pthread_create`), and std's
+/// alternate signal stack for it and that one's guard page.
+pub(crate) const THREAD_MAPS: usize = 4;
+
+/// Mappings a new native stack adds: the stack and its guard page.
+#[cfg(cothread_native)]
+pub(crate) const STACK_MAPS: usize = 2;
+
+/// Before mapping a new thread or stack that adds about `maps` mappings: an error of kind
+/// [`io::ErrorKind::OutOfMemory`] if the process's mappings would pass cothread's threshold (see the module
+/// documentation).
+#[cfg(all(target_os = "linux", not(miri), not(loom)))]
+#[inline]
+pub(crate) fn reserve(maps: usize) -> io::Result<()> {
+    imp::reserve(maps)
+}
+
+/// No check here: the operating system's error is what a spawn returns.
+#[cfg(not(all(target_os = "linux", not(miri), not(loom))))]
+#[inline]
+pub(crate) fn reserve(maps: usize) -> io::Result<()> {
+    let _ = maps;
+    Ok(())
+}
+
+#[cfg(all(target_os = "linux", not(miri), not(loom)))]
+mod imp {
+    use std::fs::File;
+    use std::io::{self, Read};
+
+    use crate::sync::Mutex;
+    use crate::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The share of `vm.max_map_count` kept free by default: a 16th (4,095 of 65,530 mappings), for the rest
+    /// of the process (its own threads and `mmap`s, malloc's arenas and large blocks).
+    const RESERVE_DIVISOR: usize = 16;
+
+    /// The size of the buffer `/proc/self/maps` is read through: under glibc's smallest `mmap` threshold
+    /// (128 KiB), so that it comes from the heap even when no new mapping can be made.
+    const READ_CHUNK: usize = 64 << 10;
+
+    struct Budget {
+        /// Mappings that spawns may still add before the next count. `usize::MAX` where nothing can be
+        /// counted (no `/proc`): then every spawn passes.
+        credit: AtomicUsize,
+        /// One count at a time.
+        counting: Mutex<Counting>,
+    }
+
+    struct Counting {
+        /// The most mappings cothread lets the process reach: `vm.max_map_count` less its 16th, or less
+        /// with `COTHREAD_MAX_MAPS`. `None`: not known, no check.
+        threshold: Option<usize>,
+        /// `vm.max_map_count`, for the error message.
+        limit: usize,
+        /// Where `/proc/self/maps` is read to; allocated at the first count.
+        buf: Vec<u8>,
+    }
+
+    crate::sync::global! {
+        static BUDGET: Budget = Budget::new();
+    }
+
+    #[inline]
+    pub(super) fn reserve(maps: usize) -> io::Result<()> {
+        if BUDGET.take_credit(maps) {
+            return Ok(());
+        }
+        BUDGET.reserve_slow(maps)
+    }
+
+    impl Budget {
+        fn new() -> Budget {
+            let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0);
+            let threshold = limit.map(|limit| {
+                let default = limit - limit / RESERVE_DIVISOR;
+                crate::settings::env_number("COTHREAD_MAX_MAPS", default as u64, default as u64)
+                    as usize
+            });
+            Budget {
+                credit: AtomicUsize::new(if threshold.is_some() { 0 } else { usize::MAX }),
+                counting: Mutex::new(Counting {
+                    threshold,
+                    limit: limit.unwrap_or(0),
+                    buf: Vec::new(),
+                }),
+            }
+        }
+
+        /// Draws `maps` from the credit, if there is that much.
+        #[inline]
+        fn take_credit(&self, maps: usize) -> bool {
+            let mut credit = self.credit.load(Ordering::Relaxed);
+            while credit >= maps {
+                if credit == usize::MAX {
+                    return true;
+                }
+                match self.credit.compare_exchange_weak(
+                    credit,
+                    credit - maps,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => credit = now,
+                }
+            }
+            false
+        }
+
+        /// Out of credit: counts the mappings, and refuses or grants new credit.
+        #[cold]
+        fn reserve_slow(&self, maps: usize) -> io::Result<()> {
+            let mut counting = self.counting.lock();
+            // Another spawn may have counted while this one waited.
+            if self.take_credit(maps) {
+                return Ok(());
+            }
+            let Some(threshold) = counting.threshold else {
+                return Ok(());
+            };
+            let mapped = match count_maps(&mut counting.buf) {
+                Ok(mapped) => mapped,
+                // No `/proc` to read (a sandbox): from now on the operating system's error is all there is.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    counting.threshold = None;
+                    self.credit.store(usize::MAX, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // Something passing (out of file descriptors): this spawn goes ahead unchecked, the next
+                // one counts again.
+                Err(_) => return Ok(()),
+            };
+            let room = threshold.saturating_sub(mapped);
+            if room < maps {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "cothread: refused to map a new coroutine thread or stack: the process has \
+                        {mapped} memory mappings and cothread keeps it under {threshold} (the kernel's \
+                        limit, vm.max_map_count, is {}; see COTHREAD_MAX_MAPS)",
+                        counting.limit
+                    ),
+                ));
+            }
+            // Half the room, less this spawn's share; spawns made meanwhile only ever lowered the credit
+            // below `maps`, so adding keeps what they left.
+            let grant = (room / 2).max(maps) - maps;
+            self.credit.fetch_add(grant, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// The number of lines of `/proc/self/maps`: the process's mappings (plus `[vsyscall]` where it exists).
+    fn count_maps(buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.resize(READ_CHUNK, 0);
+        let mut file = File::open("/proc/self/maps")?;
+        let mut lines = 0;
+        loop {
+            match file.read(buf) {
+                Ok(0) => return Ok(lines),
+                Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
