@@ -33,12 +33,14 @@ fn spawn_fresh(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn_fresh");
     let before = pool::max_idle();
     pool::set_max_idle(0);
-    let mut backends = vec![("thread", Backend::Thread)];
-    #[cfg(feature = "native")]
-    if Backend::Native.is_available() {
-        backends.push(("native", Backend::Native));
-    }
-    for (name, backend) in backends {
+    let backends = [
+        Some(("thread", Backend::Thread)),
+        #[cfg(feature = "native")]
+        Backend::Native
+            .is_available()
+            .then_some(("native", Backend::Native)),
+    ];
+    for (name, backend) in backends.into_iter().flatten() {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut co = Builder::new().backend(backend).spawn(|| 1).expect("spawn");

@@ -9,9 +9,12 @@
 //!
 //! Counting the mappings (the lines of `/proc/self/maps`) costs about 0.2 µs a mapping, so it is not done at
 //! every spawn: a count grants half of the room it finds as *credit*, which spawns draw on with one atomic
-//! compare-and-swap, and the next count comes when the credit runs out. Mappings freed meanwhile are not
-//! credited back (the next count sees them), and mappings made by other code are not charged (the half not
-//! granted and the reserve below the cap leave room for them).
+//! compare-and-swap, and the next count comes when the credit runs out. What cothread unmaps for sure is
+//! credited back ([`release`]: a native stack, a pool thread's signal stack); other frees wait for the next
+//! count, and mappings made by other code are not charged (the half not granted and the reserve below the
+//! cap leave room for them). After a refusal, spawns that find no credit are refused without a new count for
+//! ten times as long as that count took, so that a caller retrying in a loop spends at most about a tenth
+//! of its time counting.
 //!
 //! Elsewhere (other systems, Miri, loom) there is no check and the operating system's error is what a spawn
 //! returns.
@@ -22,7 +25,11 @@ use std::io;
 /// alternate signal stack for it and that one's guard page.
 pub(crate) const THREAD_MAPS: usize = 4;
 
-/// Mappings a new native stack adds: the stack and its guard page.
+/// Mappings an exiting thread gives back for sure: std's alternate signal stack and its guard page (glibc may
+/// keep the thread's stack mapped, for its next thread).
+pub(crate) const THREAD_EXIT_MAPS: usize = 2;
+
+/// Mappings a new native stack adds, and gives back when unmapped: the stack and its guard page.
 #[cfg(cothread_native)]
 pub(crate) const STACK_MAPS: usize = 2;
 
@@ -35,6 +42,13 @@ pub(crate) fn reserve(maps: usize) -> io::Result<()> {
     imp::reserve(maps)
 }
 
+/// After unmapping (or starting to unmap) `maps` mappings that [`reserve`] was charged for: credits them back.
+#[cfg(all(target_os = "linux", not(miri), not(loom)))]
+#[inline]
+pub(crate) fn release(maps: usize) {
+    imp::release(maps);
+}
+
 /// No check here: the operating system's error is what a spawn returns.
 #[cfg(not(all(target_os = "linux", not(miri), not(loom))))]
 #[inline]
@@ -43,10 +57,18 @@ pub(crate) fn reserve(maps: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// No check here, nothing to credit.
+#[cfg(not(all(target_os = "linux", not(miri), not(loom))))]
+#[inline]
+pub(crate) fn release(maps: usize) {
+    let _ = maps;
+}
+
 #[cfg(all(target_os = "linux", not(miri), not(loom)))]
 mod imp {
     use std::fs::File;
     use std::io::{self, Read};
+    use std::time::{Duration, Instant};
 
     use crate::sync::Mutex;
     use crate::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +76,9 @@ mod imp {
     /// The share of `vm.max_map_count` kept free by default: a 16th (4,095 of 65,530 mappings), for the rest
     /// of the process (its own threads and `mmap`s, malloc's arenas and large blocks).
     const RESERVE_DIVISOR: usize = 16;
+
+    /// How much longer than a count that found no room later spawns without credit are refused uncounted.
+    const HOLD_OFF_FACTOR: u32 = 10;
 
     /// The size of the buffer `/proc/self/maps` is read through: under glibc's smallest `mmap` threshold
     /// (128 KiB), so that it comes from the heap even when no new mapping can be made.
@@ -75,6 +100,32 @@ mod imp {
         limit: usize,
         /// Where `/proc/self/maps` is read to; allocated at the first count.
         buf: Vec<u8>,
+        /// The last refusal: until this instant, spawns without credit that need more than the room it found
+        /// are refused with it, uncounted.
+        hold_off: Option<(Instant, Refusal)>,
+    }
+
+    /// What a refusal reports.
+    #[derive(Clone, Copy)]
+    struct Refusal {
+        room: usize,
+        mapped: usize,
+        threshold: usize,
+        limit: usize,
+    }
+
+    impl Refusal {
+        fn error(self) -> io::Error {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "cothread: refused to map a new coroutine thread or stack: the process has {} memory \
+                    mappings and cothread keeps it under {} (the kernel's limit, vm.max_map_count, is {}; \
+                    see COTHREAD_MAX_MAPS)",
+                    self.mapped, self.threshold, self.limit
+                ),
+            )
+        }
     }
 
     crate::sync::global! {
@@ -87,6 +138,16 @@ mod imp {
             return Ok(());
         }
         BUDGET.reserve_slow(maps)
+    }
+
+    #[inline]
+    pub(super) fn release(maps: usize) {
+        // `usize::MAX` (nothing counted) stays; nothing else comes near it.
+        let _ = BUDGET
+            .credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |credit| {
+                (credit != usize::MAX).then(|| credit.saturating_add(maps).min(usize::MAX - 1))
+            });
     }
 
     impl Budget {
@@ -106,6 +167,7 @@ mod imp {
                     threshold,
                     limit: limit.unwrap_or(0),
                     buf: Vec::new(),
+                    hold_off: None,
                 }),
             }
         }
@@ -142,6 +204,14 @@ mod imp {
             let Some(threshold) = counting.threshold else {
                 return Ok(());
             };
+            if let Some((until, refusal)) = counting.hold_off {
+                if Instant::now() >= until {
+                    counting.hold_off = None;
+                } else if maps > refusal.room {
+                    return Err(refusal.error());
+                }
+            }
+            let started = Instant::now();
             let mapped = match count_maps(&mut counting.buf) {
                 Ok(mapped) => mapped,
                 // No `/proc` to read (a sandbox): from now on the operating system's error is all there is.
@@ -161,18 +231,20 @@ mod imp {
             };
             let room = threshold.saturating_sub(mapped);
             if room < maps {
-                return Err(io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    format!(
-                        "cothread: refused to map a new coroutine thread or stack: the process has \
-                        {mapped} memory mappings and cothread keeps it under {threshold} (the kernel's \
-                        limit, vm.max_map_count, is {}; see COTHREAD_MAX_MAPS)",
-                        counting.limit
-                    ),
-                ));
+                let refusal = Refusal {
+                    room,
+                    mapped,
+                    threshold,
+                    limit: counting.limit,
+                };
+                let now = Instant::now();
+                let hold: Duration = (now - started) * HOLD_OFF_FACTOR;
+                counting.hold_off = Some((now + hold, refusal));
+                return Err(refusal.error());
             }
-            // Half the room, less this spawn's share; spawns made meanwhile only ever lowered the credit
-            // below `maps`, so adding keeps what they left.
+            // Half the room, less this spawn's share, added to what is left of the credit (less than `maps`,
+            // plus what was freed since): that may count a free the count saw too, a few mappings at most,
+            // which the reserve below the kernel's limit covers.
             let grant = (room / 2).max(maps) - maps;
             self.credit.fetch_add(grant, Ordering::Relaxed);
             Ok(())

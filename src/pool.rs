@@ -291,6 +291,7 @@ impl Pool {
             }
         }
         self.exited.fetch_add(1, Ordering::Relaxed);
+        crate::limits::release(crate::limits::THREAD_EXIT_MAPS);
     }
 
     /// Puts a thread's entry in `idle` unless the pool is full.

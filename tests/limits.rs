@@ -143,12 +143,21 @@ fn child() {
             "{case}: refused after only {spawned} coroutines"
         );
     }
-    // The refused spawn dropped its closure, unrun; dropping the others unwinds each from its yield.
+    // The refused spawn dropped its closure, unrun.
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    // Still refused while nothing was freed.
+    let again = Builder::new().backend(backend).spawn(|| 7).map(drop);
+    assert_eq!(
+        again.map_err(|e| e.kind()),
+        Err(io::ErrorKind::OutOfMemory),
+        "{case}: a second spawn at the threshold"
+    );
+    // Dropping the others unwinds each from its yield; with pooling off their threads exit and their stacks
+    // are unmapped.
+    cothread::pool::set_max_idle(0);
     drop(live);
     assert_eq!(dropped.load(Ordering::SeqCst), spawned + 1);
-    // The refusal does not stick: with the coroutines gone, a spawn goes through (reusing a pooled thread or
-    // stack) and runs.
+    // The refusal does not stick: a spawn that maps a new thread or stack goes through and runs.
     let mut co = Builder::new()
         .backend(backend)
         .spawn(|| 7)

@@ -182,6 +182,7 @@ std::thread_local! {
 
 fn free(stack: DefaultStack) {
     drop(stack);
+    crate::limits::release(crate::limits::STACK_MAPS);
     FREED.fetch_add(1, Ordering::Relaxed);
 }
 
