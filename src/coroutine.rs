@@ -404,7 +404,8 @@ impl<R> Coroutine<R> {
     /// Creates a coroutine that will run `f`; runs nothing (`qemu_coroutine_create`).
     ///
     /// # Panics
-    /// Where [`Builder::spawn`] would return `Err`: if the operating system refuses a thread.
+    /// Where [`Builder::spawn`] would return `Err`: if the operating system refuses a thread or stack, or
+    /// near the limit on memory mappings (see its errors).
     pub fn new<F>(f: F) -> Coroutine<R>
     where
         F: FnOnce() -> R + Send + 'static,

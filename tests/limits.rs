@@ -25,8 +25,8 @@ const CHILD: &str = "COTHREAD_LIMITS_CHILD";
 const EXTRA_MAPS: usize = 2_000;
 
 /// Mappings the child may see beyond cothread's threshold once refused, or fewer than the refused spawn's
-/// share below it: the count's own buffer and what the runtime maps by itself.
-const SLACK: usize = 8;
+/// share below it: what the runtime maps by itself between the two counts (ThreadSanitizer's runtime: 4).
+const SLACK: usize = 16;
 
 /// The lines of `/proc/self/maps`, read through a small buffer (a large one would be a mapping of its own).
 fn count_maps() -> usize {
@@ -138,8 +138,9 @@ fn child() {
             mapped <= threshold + SLACK && mapped + per + SLACK > threshold,
             "{case}: refused with {mapped} mappings; the threshold is {threshold}"
         );
+        // A quarter: under ThreadSanitizer a thread takes about 6 mappings, not 4.
         assert!(
-            spawned >= EXTRA_MAPS / per / 2,
+            spawned >= EXTRA_MAPS / per / 4,
             "{case}: refused after only {spawned} coroutines"
         );
     }
