@@ -1,13 +1,14 @@
 //! The per-process limit on memory mappings, checked before a coroutine maps a new thread or stack.
 //!
 //! Linux caps the mappings (VMAs) of a process at `vm.max_map_count` (65,530 by default). A new thread of the
-//! thread backend adds about [`THREAD_MAPS`], a new native stack [`STACK_MAPS`]. At the cap, `mmap` and
-//! `mprotect` fail, and std's start-up of a new thread aborts the whole process when it cannot map the
-//! thread's alternate signal stack, after the thread itself was created, where no `Err` can reach the caller.
+//! thread backend adds about [`THREAD_MAPS`], a new native stack `STACK_MAPS`. At the cap, `mmap` and
+//! `mprotect` fail, and std's start-up of a new thread, which maps the thread's alternate signal stack after
+//! the thread itself was created, fails where no `Err` can reach the caller (a panic in the new thread, which
+//! can abort the process).
 //! So before a coroutine maps anything new, [`reserve`] refuses it with an `Err` once the process's mappings
 //! come near the cap. Reusing a pooled thread or stack maps nothing and does not get here.
 //!
-//! Counting the mappings (the lines of `/proc/self/maps`) costs about 0.2 µs a mapping, so it is not done at
+//! Counting the mappings (the lines of `/proc/self/maps`) costs 0.2 to 0.7 µs a mapping, so it is not done at
 //! every spawn: a count grants half of the room it finds as *credit*, which spawns draw on with one atomic
 //! compare-and-swap, and the next count comes when the credit runs out. What cothread unmaps for sure is
 //! credited back ([`release`]: a native stack, a pool thread's signal stack); other frees wait for the next
