@@ -5,7 +5,9 @@
 //! suspended, until a spawn is refused. To keep that bounded, the parent caps the child's mappings with
 //! `COTHREAD_MAX_MAPS` at its own count plus [`EXTRA_MAPS`] (a few hundred threads or a thousand stacks)
 //! rather than letting it reach `vm.max_map_count` (about 15,000 threads). The same child at the real limit
-//! is the ignored test `at_the_kernels_limit_*` (`cargo test --test limits -- --ignored`).
+//! is the ignored test `at_the_kernels_limit_*` (`cargo test --test limits -- --ignored`). A last case checks
+//! that where the operating system refuses first (address space capped with `RLIMIT_AS`), a native spawn
+//! returns its `ENOMEM`.
 #![cfg(target_os = "linux")]
 
 #[path = "common/child.rs"]
@@ -89,6 +91,8 @@ fn child() {
         return;
     };
     let backend = match case.as_str() {
+        #[cfg(feature = "native")]
+        "native_os" => return native_os_refusal(),
         "thread" => Backend::Thread,
         #[cfg(feature = "native")]
         "native" => Backend::Native,
@@ -169,6 +173,70 @@ fn child() {
     );
 }
 
+/// The child's case `native_os`: the operating system refuses a native stack before cothread's check would
+/// (the address space capped with `RLIMIT_AS` at 256 MiB more than the child has), and the spawn returns its
+/// error, `ENOMEM`.
+#[cfg(feature = "native")]
+fn native_os_refusal() {
+    const ROOM: usize = 256 << 20;
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let size_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize in /proc/self/status");
+    let cap = (size_kib * 1024 + ROOM) as libc::rlim_t;
+    let limit = libc::rlimit {
+        rlim_cur: cap,
+        rlim_max: cap,
+    };
+    // SAFETY: a valid `rlimit` for this process's own limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+    // qemu-user does not pass RLIMIT_AS on (it would cap the emulator): then a mapping of twice the room
+    // succeeds, and there is nothing to test.
+    // SAFETY: an anonymous private mapping, unmapped at once if made.
+    unsafe {
+        let probe = libc::mmap(
+            std::ptr::null_mut(),
+            2 * ROOM,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANON,
+            -1,
+            0,
+        );
+        if probe != libc::MAP_FAILED {
+            libc::munmap(probe, 2 * ROOM);
+            eprintln!(
+                "limits child: native_os: RLIMIT_AS is not enforced here (an emulator); skipped"
+            );
+            return;
+        }
+    }
+    let mut live = Vec::with_capacity(ROOM / (2 << 20));
+    let refused = loop {
+        match Builder::new().backend(Backend::Native).spawn(yield_now) {
+            Ok(mut co) => {
+                assert!(matches!(co.enter(), Resume::Yielded));
+                live.push(co);
+            }
+            Err(e) => break e,
+        }
+        assert!(
+            live.len() < ROOM / (2 << 20),
+            "{} stacks of 2 MiB in 256 MiB",
+            live.len()
+        );
+    };
+    assert_eq!(
+        refused.raw_os_error(),
+        Some(libc::ENOMEM),
+        "refused with {refused}"
+    );
+    let spawned = live.len();
+    drop(live);
+    eprintln!("limits child: native_os: {spawned} coroutines live, then the OS refused: {refused}");
+}
+
 #[test]
 #[cfg_attr(miri, ignore = "starts a child process")]
 fn thread_backend_spawns_until_refused() {
@@ -183,6 +251,18 @@ fn native_backend_spawns_until_refused() {
         return;
     }
     run_child("native", Some(count_maps() + EXTRA_MAPS));
+}
+
+/// Where the operating system refuses first (here its limit on address space), a native spawn returns its
+/// error.
+#[cfg(feature = "native")]
+#[test]
+#[cfg_attr(miri, ignore = "starts a child process")]
+fn native_backend_returns_the_os_error() {
+    if !Backend::Native.is_available() {
+        return;
+    }
+    run_child("native_os", None);
 }
 
 #[test]
