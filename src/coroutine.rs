@@ -282,8 +282,21 @@ impl Builder {
         self
     }
 
-    /// Creates the coroutine; runs nothing. Fails if the operating system refuses a thread (or stack), or if
-    /// the name contains a NUL byte.
+    /// Creates the coroutine; runs nothing.
+    ///
+    /// # Errors
+    /// - [`io::ErrorKind::InvalidInput`] if the name contains a NUL byte;
+    /// - [`io::ErrorKind::Unsupported`] if the backend is not [available](Backend::is_available);
+    /// - the operating system's error if it refuses a new thread or stack (for example `EAGAIN` past the
+    ///   limits on threads: `ulimit -u`, `kernel.threads-max`, `kernel.pid_max`);
+    /// - on Linux, [`io::ErrorKind::OutOfMemory`] when the coroutine needs a new thread or stack and the
+    ///   process's memory mappings are near the kernel's limit (`vm.max_map_count`, 65,530 by default): a
+    ///   thread adds about 4 mappings, a native stack 2, so about 15,000 coroutines of the thread backend or
+    ///   30,000 native ones can be live at once. cothread refuses before the operating system would (std's
+    ///   start-up of a thread aborts the process if it cannot map the thread's signal stack), keeping a 16th
+    ///   of the limit for the rest of the process; the environment variable `COTHREAD_MAX_MAPS` lowers that
+    ///   threshold. A coroutine that reuses a pooled thread or stack is not refused. See the README's
+    ///   "Limits".
     pub fn spawn<F, R>(self, f: F) -> io::Result<Coroutine<R>>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -391,7 +404,8 @@ impl<R> Coroutine<R> {
     /// Creates a coroutine that will run `f`; runs nothing (`qemu_coroutine_create`).
     ///
     /// # Panics
-    /// Where [`Builder::spawn`] would return `Err`: if the operating system refuses a thread.
+    /// Where [`Builder::spawn`] would return `Err`: if the operating system refuses a thread or stack, or
+    /// near the limit on memory mappings (see its errors).
     pub fn new<F>(f: F) -> Coroutine<R>
     where
         F: FnOnce() -> R + Send + 'static,

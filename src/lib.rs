@@ -109,6 +109,7 @@ pub mod channel;
 mod co_queue;
 mod coroutine;
 mod generator;
+mod limits;
 mod lock;
 #[cfg(all(any(unix, windows), not(loom)))]
 pub mod net;

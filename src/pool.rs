@@ -221,6 +221,7 @@ impl Pool {
     }
 
     fn spawn(&'static self, spec: &Spec) -> io::Result<Worker> {
+        crate::limits::reserve(crate::limits::THREAD_MAPS)?;
         let (tx, rx) = channel::bounded(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut builder = thread::Builder::new();
@@ -290,6 +291,7 @@ impl Pool {
             }
         }
         self.exited.fetch_add(1, Ordering::Relaxed);
+        crate::limits::release(crate::limits::THREAD_EXIT_MAPS);
     }
 
     /// Puts a thread's entry in `idle` unless the pool is full.

@@ -1,4 +1,5 @@
-//! Settings read from the environment once, on first use (`COTHREAD_SPIN_LIMIT`, `COTHREAD_MAX_IDLE`).
+//! Settings read from the environment once, on first use (`COTHREAD_SPIN_LIMIT`, `COTHREAD_MAX_IDLE`,
+//! `COTHREAD_MAX_MAPS`).
 
 /// The environment variable `name` as a whole number from 0 to `max`, or `default` if it is not set. Any
 /// other value gets one warning on stderr that names the variable and the value used instead: `max` for a

@@ -53,9 +53,11 @@ impl Workers {
     fn submit(&'static self, job: Job) -> Result<(), Job> {
         let mut counts = self.counts.lock();
         if counts.idle == 0 && counts.alive < MAX_OFFLOAD_WORKERS {
-            let spawned = thread::Builder::new()
-                .name("cothread-offload".to_string())
-                .spawn(move || self.work());
+            let spawned = crate::limits::reserve(crate::limits::THREAD_MAPS).and_then(|()| {
+                thread::Builder::new()
+                    .name("cothread-offload".to_string())
+                    .spawn(move || self.work())
+            });
             match spawned {
                 Ok(_) => counts.alive += 1,
                 Err(_) if counts.alive == 0 => return Err(job),

@@ -182,6 +182,7 @@ std::thread_local! {
 
 fn free(stack: DefaultStack) {
     drop(stack);
+    crate::limits::release(crate::limits::STACK_MAPS);
     FREED.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -280,6 +281,7 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
             return Ok(stack);
         }
     }
+    crate::limits::reserve(crate::limits::STACK_MAPS)?;
     let stack = DefaultStack::new(size)?;
     CREATED.fetch_add(1, Ordering::Relaxed);
     Ok(stack)
