@@ -292,9 +292,18 @@ fn echo_vs_tokio() -> String {
     let run = Duration::from_millis(500);
     let pairs = echo::interleaved(PAIRS, run);
     for (c, t) in &pairs {
+        let cpu = match (c.cpu_ns, t.cpu_ns) {
+            (Some(c), Some(t)) => format!(
+                "  server CPU ns/round trip: cothread {c:>6.0}  tokio {t:>6.0}  ratio {:.2}",
+                c / t
+            ),
+            _ => String::new(),
+        };
         eprintln!(
-            "  echo round trips/s: cothread {c:>10.0}  tokio {t:>10.0}  ratio {:.2}",
-            c / t
+            "  echo round trips/s: cothread {:>10.0}  tokio {:>10.0}  ratio {:.2}{cpu}",
+            c.rate,
+            t.rate,
+            c.rate / t.rate
         );
     }
     let backend = if cfg!(cothread_native) {
@@ -302,16 +311,30 @@ fn echo_vs_tokio() -> String {
     } else {
         "thread"
     };
-    let c = median(pairs.iter().map(|p| p.0).collect());
-    let t = median(pairs.iter().map(|p| p.1).collect());
-    let ratio = median(pairs.iter().map(|p| p.0 / p.1).collect());
-    format!(
+    let c = median(pairs.iter().map(|p| p.0.rate).collect());
+    let t = median(pairs.iter().map(|p| p.1.rate).collect());
+    let ratio = median(pairs.iter().map(|p| p.0.rate / p.1.rate).collect());
+    let mut summary = format!(
         "echo, {} connections x {}-byte messages, {PAIRS} interleaved pairs of {run:?} runs: cothread \
          ({backend} backend) {c:.0} round trips/s, tokio current-thread {t:.0}; median ratio \
          cothread/tokio {ratio:.2}",
         echo::CONNS,
         echo::MSG
-    )
+    );
+    let cpu: Option<Vec<(f64, f64)>> = pairs
+        .iter()
+        .map(|(c, t)| Some((c.cpu_ns?, t.cpu_ns?)))
+        .collect();
+    if let Some(cpu) = cpu {
+        let c = median(cpu.iter().map(|p| p.0).collect());
+        let t = median(cpu.iter().map(|p| p.1).collect());
+        let ratio = median(cpu.iter().map(|p| p.0 / p.1).collect());
+        summary += &format!(
+            "; server thread CPU per round trip: cothread {c:.0} ns, tokio {t:.0} ns, median ratio \
+             cothread/tokio {ratio:.2} (below 1: cothread uses less)"
+        );
+    }
+    summary
 }
 
 fn main() {

@@ -4,6 +4,11 @@
 //! The client is one thread on a mio poll of its own (neither side's runtime): each of `CONNS` connections
 //! sends `MSG` bytes, waits until they all came back, and sends again. Both servers run on a thread of their
 //! own, accept `CONNS` connections and end when the client closes them.
+//!
+//! Besides the rate, each run reports the CPU time the server's thread used per round trip (Linux): a figure
+//! that a busy host disturbs far less than the rate, since time the server waits for the CPU is not in it. On
+//! the native backend (and tokio) that thread does all of the server's work; on the thread backend each task
+//! runs on a thread of its own, so the figure would leave most of the work out and is not given.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -15,8 +20,19 @@ pub const CONNS: usize = 64;
 /// Bytes of one message.
 pub const MSG: usize = 64;
 
+/// A server's address and its thread, which returns the CPU time it used (see [`thread_cpu`]).
+pub type Server = (SocketAddr, thread::JoinHandle<Option<Duration>>);
+
+/// The CPU time the calling thread has used so far (Linux: `/proc/thread-self/schedstat`, in nanoseconds);
+/// `None` elsewhere.
+pub fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 /// The cothread server: accepts `CONNS` connections, one task each; returns once they have all closed.
-pub fn cothread_server() -> (SocketAddr, thread::JoinHandle<()>) {
+pub fn cothread_server() -> Server {
     use cothread::net::{TcpListener, TcpStream};
     use cothread::{RunLoop, runloop};
 
@@ -43,12 +59,14 @@ pub fn cothread_server() -> (SocketAddr, thread::JoinHandle<()>) {
             }
         });
         rl.run();
+        // On the thread backend most of the work runs on the tasks' threads (see the module docs).
+        thread_cpu().filter(|_| cfg!(cothread_native))
     });
     (addr, server)
 }
 
 /// The same server on tokio's current-thread runtime.
-pub fn tokio_server() -> (SocketAddr, thread::JoinHandle<()>) {
+pub fn tokio_server() -> Server {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -80,12 +98,13 @@ pub fn tokio_server() -> (SocketAddr, thread::JoinHandle<()>) {
                 task.await.expect("task");
             }
         });
+        thread_cpu()
     });
     (addr, server)
 }
 
-/// Drives `CONNS` connections to `addr` for `duration`; returns round trips per second.
-pub fn client(addr: SocketAddr, duration: Duration) -> f64 {
+/// Drives `CONNS` connections to `addr` for `duration`; returns the round trips and the time they took.
+pub fn client(addr: SocketAddr, duration: Duration) -> (u64, Duration) {
     let mut poll = mio::Poll::new().expect("poll");
     let mut events = mio::Events::with_capacity(CONNS);
     let msg = [7u8; MSG];
@@ -144,19 +163,32 @@ pub fn client(addr: SocketAddr, duration: Duration) -> f64 {
             }
         }
     }
-    rounds as f64 / start.elapsed().as_secs_f64()
+    (rounds, start.elapsed())
 }
 
-/// One run against the server `serve` starts: round trips per second.
-pub fn run(serve: fn() -> (SocketAddr, thread::JoinHandle<()>), duration: Duration) -> f64 {
+/// What one run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// Round trips per second.
+    pub rate: f64,
+    /// CPU time of the server's thread per round trip, in nanoseconds (where [`thread_cpu`] reads it, and
+    /// not for the thread backend: see the module docs).
+    pub cpu_ns: Option<f64>,
+}
+
+/// One run against the server `serve` starts.
+pub fn run(serve: fn() -> Server, duration: Duration) -> Run {
     let (addr, server) = serve();
-    let rate = client(addr, duration);
-    server.join().expect("server");
-    rate
+    let (rounds, took) = client(addr, duration);
+    let cpu = server.join().expect("server");
+    Run {
+        rate: rounds as f64 / took.as_secs_f64(),
+        cpu_ns: cpu.map(|cpu| cpu.as_nanos() as f64 / rounds as f64),
+    }
 }
 
-/// `pairs` runs of each server, alternating which goes first: (cothread, tokio) round trips per second.
-pub fn interleaved(pairs: usize, duration: Duration) -> Vec<(f64, f64)> {
+/// `pairs` runs of each server, alternating which goes first: (cothread, tokio).
+pub fn interleaved(pairs: usize, duration: Duration) -> Vec<(Run, Run)> {
     (0..pairs)
         .map(|i| {
             if i % 2 == 0 {

@@ -92,7 +92,9 @@ mod poll {
     use super::*;
     use crate::runloop::readiness::Sources;
     use crate::runloop::{Shared, State};
+    use crate::sync::Arc;
     use crate::sync::MutexGuard;
+    use crate::wait::Waiter;
 
     /// The token of the loop's own `Waker`; sources get tokens from 1 up.
     const WAKER: mio::Token = mio::Token(0);
@@ -113,6 +115,8 @@ mod poll {
     pub(crate) struct Poller {
         poll: mio::Poll,
         events: mio::Events,
+        /// The waiters an event woke, kept between polls so that waking allocates nothing.
+        woken: Vec<Arc<Waiter>>,
     }
 
     impl Idle {
@@ -128,6 +132,7 @@ mod poll {
             let poller = Poller {
                 poll,
                 events: mio::Events::with_capacity(EVENTS),
+                woken: Vec::new(),
             };
             Ok((idle, poller))
         }
@@ -196,7 +201,10 @@ mod poll {
                 any = true;
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                shared.idle.sources.ready(event.token(), readable, writable);
+                shared
+                    .idle
+                    .sources
+                    .ready(event.token(), readable, writable, &mut self.woken);
             }
             any
         }

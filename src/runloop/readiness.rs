@@ -83,28 +83,31 @@ impl Sources {
         }
     }
 
-    /// The loop: an event came for `token`; wakes the waiters of the ready directions.
-    pub(crate) fn ready(&self, token: mio::Token, readable: bool, writable: bool) {
+    /// The loop: an event came for `token`; wakes the waiters of the ready directions. `woken` is the loop's
+    /// buffer (empty between calls, its capacity kept).
+    pub(crate) fn ready(
+        &self,
+        token: mio::Token,
+        readable: bool,
+        writable: bool,
+        woken: &mut Vec<Arc<Waiter>>,
+    ) {
         let Some(readiness) = self.map.lock().get(&token.0).cloned() else {
             // Deregistered since the event was queued.
             return;
         };
-        let mut woken = Vec::new();
         {
             let mut st = readiness.state.lock();
             for (dir, ready) in [(Direction::Read, readable), (Direction::Write, writable)] {
                 if ready {
                     st.ready[dir.index()] = true;
-                    for node in std::mem::take(&mut st.waiters[dir.index()]) {
-                        // A dead waiter (its loop was dropped without unwinding it) is skipped.
-                        if node.set(WOKEN) {
-                            woken.push(node);
-                        }
-                    }
+                    // Drained, not taken: the queue keeps its capacity for the next wait.
+                    // A dead waiter (its loop was dropped without unwinding it) is skipped.
+                    woken.extend(st.waiters[dir.index()].drain(..).filter(|n| n.set(WOKEN)));
                 }
             }
         }
-        crate::wait::wake_all(woken);
+        crate::wait::wake_all(woken.drain(..));
     }
 }
 
