@@ -201,10 +201,14 @@ mod poll {
                 any = true;
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                shared
-                    .idle
-                    .sources
-                    .ready(event.token(), readable, writable, &mut self.woken);
+                let hung_up = event.is_read_closed() || event.is_error();
+                shared.idle.sources.ready(
+                    event.token(),
+                    readable,
+                    writable,
+                    hung_up,
+                    &mut self.woken,
+                );
             }
             any
         }

@@ -8,7 +8,9 @@
 //! with its loop (at the first `WouldBlock` it registers and tries again); after that attempt failed with
 //! `WouldBlock`, the waiter takes the readiness lock and, if the flag is set (an event came since), clears it
 //! and tries again; else it queues itself and yields. The loop sets the flag and takes the waiters under the
-//! same lock.
+//! same lock. A stream read that returned less than it asked for emptied the socket: the next read in a task
+//! of the same loop counts it as that failed attempt and goes straight to the flag, sparing a system call
+//! bound to fail (new data brings a new edge).
 
 use std::collections::HashMap;
 use std::io;
@@ -35,6 +37,8 @@ pub(crate) struct Readiness {
 struct ReadyState {
     /// An event came for each direction since the last waiter cleared it.
     ready: [bool; 2],
+    /// The peer closed its side or the socket failed: a read returns at once from now on (never cleared).
+    hung_up: bool,
     waiters: [Vec<Arc<Waiter>>; 2],
 }
 
@@ -90,6 +94,7 @@ impl Sources {
         token: mio::Token,
         readable: bool,
         writable: bool,
+        hung_up: bool,
         woken: &mut Vec<Arc<Waiter>>,
     ) {
         let Some(readiness) = self.map.lock().get(&token.0).cloned() else {
@@ -98,6 +103,7 @@ impl Sources {
         };
         {
             let mut st = readiness.state.lock();
+            st.hung_up |= hung_up;
             for (dir, ready) in [(Direction::Read, readable), (Direction::Write, writable)] {
                 if ready {
                     st.ready[dir.index()] = true;
@@ -122,12 +128,19 @@ struct Registered<S> {
     io: S,
     /// The loop the socket is registered with, and its token there.
     with: Option<(Arc<Shared>, usize)>,
+    /// Per direction: the last attempt, made while registered with `with`, emptied the socket (see the
+    /// module docs).
+    emptied: [bool; 2],
 }
 
 impl<S: mio::event::Source> Source<S> {
     pub(crate) fn new(io: S) -> Source<S> {
         Source {
-            io: Mutex::new(Registered { io, with: None }),
+            io: Mutex::new(Registered {
+                io,
+                with: None,
+                emptied: [false; 2],
+            }),
             readiness: Arc::default(),
         }
     }
@@ -141,14 +154,43 @@ impl<S: mio::event::Source> Source<S> {
         &self,
         what: &str,
         dir: Direction,
+        op: impl FnMut(&S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.run_noting_empty(what, dir, op, |_| false)
+    }
+
+    /// [`run`](Source::run), where `emptied` says of a result that the socket had no more to give (a
+    /// stream read that returned less than it asked for): see the module docs.
+    pub(crate) fn run_noting_empty<T>(
+        &self,
+        what: &str,
+        dir: Direction,
         mut op: impl FnMut(&S) -> io::Result<T>,
+        emptied: impl Fn(&T) -> bool,
     ) -> io::Result<T> {
         // Looked up at the first `WouldBlock`: an operation that succeeds at once needs no task.
         let mut task = None;
+        // A read that ended short at the peer's FIN also emptied nothing: the FIN stays to be read, and its
+        // edge has come. So not after a hang-up.
+        if self.io.lock().emptied[dir.index()] && !self.readiness.state.lock().hung_up {
+            let current = current_task();
+            let reg = self.io.lock();
+            let same_loop = matches!((&current, &reg.with), (Some(t), Some((home, _))) if Arc::ptr_eq(&t.home, home));
+            let still_empty = reg.emptied[dir.index()];
+            drop(reg);
+            if same_loop {
+                task = Some(current);
+                if still_empty {
+                    self.wait_in_task(what, dir)?;
+                }
+            }
+        }
         loop {
             let result = {
                 let mut reg = self.io.lock();
                 let result = op(&reg.io);
+                reg.emptied[dir.index()] =
+                    reg.with.is_some() && matches!(&result, Ok(v) if emptied(v));
                 if let (Err(e), None) = (&result, &task)
                     && e.kind() == io::ErrorKind::WouldBlock
                 {
@@ -199,6 +241,7 @@ impl<S: mio::event::Source> Source<S> {
     }
 
     fn deregister(&self, reg: &mut Registered<S>) {
+        reg.emptied = [false; 2];
         if let Some((loop_, token)) = reg.with.take() {
             // Fails only if the socket was never registered there: nothing to undo then.
             let _ = loop_.idle.registry.deregister(&mut reg.io);
