@@ -8,7 +8,7 @@
 //! together as the thread's *spare* ([`keep_spare`]), and the next native coroutine created on the thread takes
 //! both at once ([`take_spare`]): a sequential create-enter-finish-drop cycle keeps reusing one stack and never
 //! takes it apart from its coroutine. A stack that comes back on its own (handles still refer to the finished
-//! coroutine, its last reference went, or it never started) goes through [`give_back`].
+//! coroutine, its last reference went, or it never started) goes through [`put_back`].
 //!
 //! Two levels, as in QEMU (a per-thread pool in front of a global one):
 //! - each thread keeps the last stack that came back to it, bare or in its spare (its *hot* stack), for the
@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::DefaultStack;
 
-use crate::coroutine::Control;
-use crate::pool::PoolStats;
+use crate::backend::{Control, PoolStats};
+use crate::settings;
 
 /// The default usable size of a native stack: 2 MiB, Rust's default for spawned threads (so code that fits on
 /// the thread backend fits here), or `RUST_MIN_STACK` if set, as for threads.
@@ -223,7 +223,7 @@ fn bucket_of(size: usize) -> Option<usize> {
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     let hot = LOCAL
         .try_with(|local| {
-            if local.hot_size.get() == size && crate::pool::max_idle() > 0 {
+            if local.hot_size.get() == size && settings::max_idle() > 0 {
                 local.counters.bump_reused();
                 local.take_hot().and_then(|(_, hot)| hot.into_stack())
             } else {
@@ -244,7 +244,7 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
 pub(crate) fn take_spare(size: usize) -> Option<Arc<Control>> {
     LOCAL
         .try_with(|local| {
-            if local.hot_size.get() != size || crate::pool::max_idle() == 0 {
+            if local.hot_size.get() != size || settings::max_idle() == 0 {
                 return None;
             }
             let co = local.spare.take()?;
@@ -269,7 +269,7 @@ fn free_hot() {
 /// thread's hot stack, kept from before, is unmapped.
 #[cold]
 fn take_cold(size: usize) -> io::Result<DefaultStack> {
-    if crate::pool::max_idle() == 0 {
+    if settings::max_idle() == 0 {
         free_hot();
     }
     {
@@ -288,7 +288,7 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
 /// A stack no coroutine runs on any more comes back on its own: it becomes this thread's hot stack, and the one
 /// it displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
 #[inline]
-pub(crate) fn give_back(size: usize, stack: DefaultStack) {
+pub(crate) fn put_back(size: usize, stack: DefaultStack) {
     keep(size, Hot::Stack(stack));
 }
 
@@ -299,7 +299,7 @@ pub(crate) fn give_back(size: usize, stack: DefaultStack) {
 pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
     let mut spare = Some(co);
     // The usual case first: the slot is empty (the last spare went to the coroutine now retiring).
-    if crate::pool::max_idle() > 0 {
+    if settings::max_idle() > 0 {
         let _ = LOCAL.try_with(|local| {
             if local.hot_size.get() == 0 {
                 local.mark_held(size);
@@ -313,7 +313,7 @@ pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
 }
 
 fn keep(size: usize, hot: Hot) {
-    let max = crate::pool::max_idle();
+    let max = settings::max_idle();
     if max == 0 {
         return keep_unpooled(hot);
     }
