@@ -24,7 +24,6 @@
 use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem::{self, ManuallyDrop};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{CoroutineResult, Yielder};
@@ -32,6 +31,8 @@ use corosensei::{CoroutineResult, Yielder};
 use super::{Context, ContextOps, Control, Entry, PoolStats, Spec, Unwind};
 use crate::control::{Cancelled, Phase, PhaseWord, current_ptr};
 use crate::sync::Arc;
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(unix)]
 mod overflow;
@@ -132,13 +133,13 @@ struct Orphan {
 }
 
 /// The orphans of every thread: only the home can unwind them ([`unwind_orphans`]).
-static ORPHANS: std::sync::Mutex<Vec<Orphan>> = std::sync::Mutex::new(Vec::new());
+static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
 /// How many coroutines `ORPHANS` holds: a home thread's check costs one load while there are none.
-static ORPHAN_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ORPHAN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands an orphan to its home thread (see [`ORPHANS`]).
 fn adopt(orphan: Orphan) {
-    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut orphans = ORPHANS.lock();
     orphans.push(orphan);
     ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
 }
@@ -151,7 +152,7 @@ pub(crate) fn unwind_orphans() {
     }
     let me = THREAD_TOKEN.with(Cell::get);
     let mine: Vec<Orphan> = {
-        let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut orphans = ORPHANS.lock();
         let (mine, others) = mem::take(&mut *orphans)
             .into_iter()
             .partition(|orphan| orphan.home == me);
@@ -212,7 +213,7 @@ impl NativeContext {
         // fence makes whatever the holders of dropped references did (a handle that bound the context on its
         // thread, say) happen before this, through their `Release` decrements.
         let bound = if owner && Arc::strong_count(co) == 1 {
-            std::sync::atomic::fence(Ordering::Acquire);
+            fence(Ordering::Acquire);
             let unbound = self.home.load(Ordering::Relaxed) == UNBOUND;
             if unbound {
                 self.home.store(me, Ordering::Relaxed);
@@ -493,7 +494,7 @@ fn retire(co: Arc<Control>, reusable: bool) {
     if !reusable {
         return;
     }
-    std::sync::atomic::fence(Ordering::Acquire);
+    fence(Ordering::Acquire);
     // SAFETY: ours is the only reference (above).
     if unsafe { &*context.switch.get() }.done() {
         // SAFETY: as above.

@@ -25,13 +25,13 @@
 
 use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::DefaultStack;
 
 use crate::backend::{Control, PoolStats};
 use crate::settings;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The default usable size of a native stack: 2 MiB, Rust's default for spawned threads (so code that fits on
 /// the thread backend fits here), or `RUST_MIN_STACK` if set, as for threads.
@@ -47,7 +47,7 @@ const BUCKET_ALIGN: usize = 4 << 10;
 const MAX_STACK_SIZE: usize = isize::MAX as usize / 4;
 
 /// The shared pool and the counters of threads' hot stacks.
-struct Shared {
+struct StackPool {
     /// Idle stacks and their buckets, oldest first.
     idle: Vec<(usize, DefaultStack)>,
     /// Coroutines that got a stack from `idle`.
@@ -73,7 +73,7 @@ impl ThreadCounters {
     }
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
+static SHARED: Mutex<StackPool> = Mutex::new(StackPool {
     idle: Vec::new(),
     reused: 0,
     threads: Vec::new(),
@@ -83,9 +83,8 @@ static SHARED: Mutex<Shared> = Mutex::new(Shared {
 static CREATED: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
 
-fn shared() -> MutexGuard<'static, Shared> {
-    // Nothing panics while holding the lock; a poisoned lock still holds a consistent pool.
-    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+fn shared() -> MutexGuard<'static, StackPool> {
+    SHARED.lock()
 }
 
 /// A thread's hot stack and its counters; the stack is unmapped when the thread exits. Only this thread

@@ -246,7 +246,7 @@ impl Waiter {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::sync::Arc;
 
     /// A coroutine's phase word and waiter, as a thread-backed coroutine has them.
     #[derive(Debug)]
@@ -263,11 +263,11 @@ mod tests {
     }
 
     /// Tests that change the global spin limit run one at a time.
-    static SPIN_SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static SPIN_SETTING: Mutex<()> = Mutex::new(());
 
     #[test]
     fn a_vain_spin_cuts_the_next_and_a_successful_one_restores_it() {
-        let _serial = SPIN_SETTING.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = SPIN_SETTING.lock();
         let old = spin_limit();
         set_spin_limit(64);
         let b = pair();
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn hand_off_between_threads_parked_and_spinning() {
-        let _serial = SPIN_SETTING.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = SPIN_SETTING.lock();
         for spin in [0, DEFAULT_SPIN_LIMIT] {
             let rounds = if cfg!(miri) { 20 } else { 2000 };
             let b = pair();
