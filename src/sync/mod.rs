@@ -10,9 +10,12 @@ mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::hint::spin_loop;
     pub(crate) use std::sync::Arc;
+    /// For the native backend's stack overflow report (Unix only).
+    #[cfg(all(cothread_native, unix))]
+    pub(crate) use std::sync::Once;
     /// One-time initialisation, for the native backend only (never built under loom).
     #[cfg(cothread_native)]
-    pub(crate) use std::sync::{Once, OnceLock};
+    pub(crate) use std::sync::OnceLock;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
 
