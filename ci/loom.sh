@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # loom: model-check the enter/yield hand-off (loom-tests/, against the real code of src/ through its sync
-# shim), then show that the models have teeth: rebuilt with each bug planted in src/baton.rs, the models
-# listed for that bug must fail, for the expected reason.
+# shim), then show that the models have teeth: rebuilt with each bug planted in src/control.rs,
+# src/backend/thread/waiter.rs or src/coroutine.rs, the models listed for that bug must fail, for the expected
+# reason.
 #
 # Budget: under 10 minutes on a 2-core machine (see loom-tests/README.md for measured times).
 set -euo pipefail

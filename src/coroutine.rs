@@ -1,25 +1,22 @@
 //! The public API and the caller chain: creating, entering and yielding coroutines, written once for every
 //! backend (QEMU's `qemu-coroutine.c`).
 //!
-//! Each coroutine has a [`Control`] block shared by its owner ([`Coroutine`]), its handles
+//! Each coroutine has a control block ([`crate::control`]) shared by its owner ([`Coroutine`]), its handles
 //! ([`CoroutineRef`]) and the coroutine itself. The caller chain is implicit: whoever claims a coroutine's
-//! baton waits on it until the coroutine yields or finishes, so a yield or a return always goes back to the
+//! phase word waits on it until the coroutine yields or finishes, so a yield or a return always goes back to the
 //! immediate caller, and a coroutine that is in the chain (running, or waiting for a coroutine it entered) is
 //! "entered" and cannot be entered again.
 
-use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::backend::{Backend, Context, ContextOps, with_context};
-use crate::baton::{Baton, Phase};
-use crate::pool::Spec;
-use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use crate::sync::cell::UnsafeCell;
+pub(crate) use crate::backend::Control;
+use crate::backend::{self, Backend, ContextOps, Spec, with_context};
+use crate::control::{NOT_UNWINDING, Out, Phase, PhaseWord, UNWINDING};
+use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex, thread};
 
 /// The message of the panic for entering a coroutine that is already in the caller chain (QEMU aborts with
@@ -37,139 +34,19 @@ pub(crate) const HANDLE_ENTERED_GENERATOR: &str = "entered a generator through a
 /// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
 pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
-crate::sync::thread_local! {
-    /// The coroutine running on this thread: its control block (`Arc::as_ptr` of an `Arc<Control>`), null
-    /// outside coroutines. Set by a coroutine's first frame when it starts on a thread of its own, or by the
-    /// enterer just before it switches stacks to a coroutine that runs on its thread; restored by an enterer
-    /// when the coroutine it entered gives control back. While a coroutine is current, a reference keeps its
-    /// control block alive: its entry frame's on the thread backend, the resumer's (held for the whole resume)
-    /// on the native one.
-    static CURRENT: Cell<*const Control> = const { Cell::new(std::ptr::null()) };
-}
-
-#[inline]
-fn current_ptr() -> *const Control {
-    CURRENT.with(|c| c.get())
-}
-
-/// The coroutine running on this thread, as a raw pointer (null outside coroutines), for the native backend:
-/// its coroutines find themselves here when they start, and its stack overflow handler reads it (one load of a
-/// thread-local that has no destructor, so it is safe in a signal handler). The pointee is alive while the
-/// coroutine runs (see `CURRENT`).
-#[cfg(cothread_native)]
-pub(crate) fn current_raw() -> *const Control {
-    current_ptr()
-}
-
-#[inline]
-fn set_current(ptr: *const Control) {
-    CURRENT.with(|c| c.set(ptr));
-}
-
 /// The unwind payload that `yield_now` raises in a coroutine whose owner dropped it. Private: the entry frame
 /// catches it, and user code cannot name it.
 struct ForcedUnwind;
 
-/// A panic's payload.
-type Payload = Box<dyn Any + Send>;
-
-/// `Control::unwinding`: no forced unwind raised.
-const NOT_UNWINDING: u8 = 0;
-/// `Control::unwinding`: `yield_now` raised our [`ForcedUnwind`].
-const UNWINDING: u8 = 1;
-
-/// A coroutine's control block: one allocation per coroutine. The body itself is not here: the backend keeps it
-/// until it runs (on the native stack, or in the thread backend's start message).
-///
-/// Invariants:
-/// - `baton` is the only record of the coroutine's phase;
-/// - `unwinding` becomes [`UNWINDING`] once `yield_now` has raised the forced unwind; touched only by the
-///   coroutine;
-/// - `yielded_panicking` says whether the thread was panicking at the coroutine's last yield (on the thread
-///   backend: the coroutine was unwinding; see [`cancelled`]); touched only by the coroutine;
-/// - `out` is written only where the claim does not itself start the coroutine
-///   ([`ContextOps::CLAIM_STARTS`] false: the native backend), by each enterer after its claim succeeds and
-///   before it resumes the coroutine: the owner's own slot for the value (an `Option<R>` of the owner's `R`)
-///   when the owner enters, null otherwise; the coroutine reads it when its body returns, before it finishes.
-///   Elsewhere it stays null (a thread-backed coroutine may run, and return, as soon as the claim succeeds, so
-///   no enterer could set it in time);
-/// - `stash` holds the value, boxed, if the body returned while `out` was null (a handle's enter); written by
-///   the coroutine before it finishes, taken by the owner after it has seen the phase `Finished`;
-/// - `panic` holds the body's panic payload; written by the coroutine before it finishes, taken by the one
-///   enterer that gets control back from the run in which it finished.
-///
-/// The baton's release/acquire transitions order every access to the three cells, so that one side at a time
-/// touches each.
-pub(crate) struct Control {
-    pub(crate) baton: Baton,
-    pub(crate) context: Context,
-    /// Changes only when the block is reused whole for a new coroutine (native spares).
-    id: AtomicU64,
-    name: Option<String>,
-    /// Set by a generator's owner before it first resumes it (and cleared when the block is renewed): only the
-    /// owner may enter it, since its body may borrow what only the owner's lifetime keeps alive.
-    owner_only: AtomicBool,
-    unwinding: AtomicU8,
-    yielded_panicking: AtomicBool,
-    out: UnsafeCell<Out>,
-    stash: UnsafeCell<Option<Box<dyn Value>>>,
-    panic: UnsafeCell<Option<Payload>>,
-}
-
-/// A body's value of some type `R`, boxed, that only the owner (which knows `R`) takes out again.
-trait Value: Send {}
-impl<T: Send> Value for T {}
-
-// SAFETY: the cells (`out`, `stash`, `panic`) are shared between a coroutine's context and its enterers, which
-// may be different threads, but each is touched by one side at a time, in the order the baton's
-// release/acquire transitions impose (see the invariants above). What they pass between threads is `Send`: the
-// value and the payload are `Send`, and `out` points at an `Option<R>` with `R: Send`.
-unsafe impl Sync for Control {}
-
-/// Where the body of a coroutine puts its value: a pointer to the owner's `Option<R>`, or null.
-#[derive(Clone, Copy)]
-pub(crate) struct Out(*mut ());
-
-// SAFETY: an `Out` is only written and read under the rules of `Control::out`; the `Option<R>` it points at
-// has `R: Send`, and its owner waits, in `enter`, for as long as the coroutine may write through it.
-unsafe impl Send for Out {}
-
-impl Out {
-    const NONE: Out = Out(std::ptr::null_mut());
-
-    /// Whether this is an owner's slot (only the owner passes one).
-    fn is_owner(self) -> bool {
-        !self.0.is_null()
-    }
-}
-
-crate::sync::global! {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-}
-
-/// Coroutine ids are handed to threads in blocks of this many, so that creating a coroutine takes no atomic
-/// read-modify-write.
-const ID_BLOCK: u64 = 1024;
-
-crate::sync::thread_local! {
-    /// This thread's block of ids: the next one and the end of the block.
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-/// A new coroutine id, unique within the process.
+/// The control block of the coroutine running on this thread, null outside coroutines.
 #[inline]
-fn next_id() -> u64 {
-    IDS.with(|ids| {
-        let (next, end) = ids.get();
-        if next < end {
-            ids.set((next + 1, end));
-            next
-        } else {
-            let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            ids.set((start + 1, start + ID_BLOCK));
-            start
-        }
-    })
+fn current_ptr() -> *const Control {
+    crate::control::current_ptr()
+}
+
+#[inline]
+fn set_current(ptr: *const Control) {
+    crate::control::set_current(ptr);
 }
 
 /// What [`Coroutine::enter`] found when the coroutine gave control back.
@@ -310,65 +187,12 @@ impl Builder {
         }
         let entry = move |co: &Arc<Control>| run_body(co, f);
         // This thread's orphans (native coroutines dropped elsewhere) are unwound at its next creation.
-        crate::backend::unwind_orphans();
-        // A native coroutine reuses this thread's spare (a finished coroutine's control block and stack) if it
-        // has one of the right stack size: no allocation.
-        #[cfg(cothread_native)]
-        let entry = match self.backend {
-            Backend::Native if self.spec.name.is_none() => {
-                match crate::backend::native::reuse_spare(&self.spec, entry) {
-                    Ok(co) => {
-                        co.id.store(next_id(), Ordering::Relaxed);
-                        return Ok(Coroutine {
-                            co: ManuallyDrop::new(co),
-                            value: PhantomData,
-                        });
-                    }
-                    Err(entry) => entry,
-                }
-            }
-            _ => entry,
-        };
-        let context = Context::new(self.backend, &self.spec, entry)?;
-        let co = Arc::new(Control {
-            baton: Baton::new(),
-            context,
-            id: AtomicU64::new(next_id()),
-            name: self.spec.name,
-            owner_only: AtomicBool::new(false),
-            unwinding: AtomicU8::new(NOT_UNWINDING),
-            yielded_panicking: AtomicBool::new(false),
-            out: UnsafeCell::new(Out::NONE),
-            stash: UnsafeCell::new(None),
-            panic: UnsafeCell::new(None),
-        });
+        backend::unwind_orphans();
+        let co = backend::spawn(self.backend, self.spec, entry)?;
         Ok(Coroutine {
             co: ManuallyDrop::new(co),
             value: PhantomData,
         })
-    }
-}
-
-impl Control {
-    /// Readies the control block of a finished native coroutine, about to become a spare, for a new coroutine
-    /// (which gives it a new id): phase `Idle`, and nothing left of the last body (a value its owner never
-    /// took is dropped now, as it would have been with the block).
-    ///
-    /// # Safety
-    /// The caller holds the only reference to `self`.
-    #[cfg(cothread_native)]
-    #[inline]
-    pub(crate) unsafe fn renew(&self) {
-        self.baton.reset_local();
-        self.unwinding.store(NOT_UNWINDING, Ordering::Relaxed);
-        self.yielded_panicking.store(false, Ordering::Relaxed);
-        self.owner_only.store(false, Ordering::Relaxed);
-        // SAFETY: the caller holds the only reference: nobody else touches the cells.
-        unsafe {
-            self.out.with_mut(|out| *out = Out::NONE);
-            self.stash.with_mut(|stash| *stash = None);
-            self.panic.with_mut(|panic| *panic = None);
-        }
     }
 }
 
@@ -443,7 +267,8 @@ impl<R> Coroutine<R> {
             // SAFETY: `self` is the owner, the only reader of the stash, and `enter` saw the phase `Finished`.
             let boxed = self.co.stash.with_mut(|stash| unsafe { (*stash).take() })?;
             // SAFETY: the stash holds a `Box<R>` for the owner's `R` (the body of a `Coroutine<R>` returns `R`);
-            // dropping the vtable gives back the box's own pointer.
+            // dropping the vtable gives back the box's own pointer. (`downcast` would check this, but needs
+            // `R: 'static` on `enter`, which the public API does not ask for.)
             Some(*unsafe { Box::from_raw(Box::into_raw(boxed).cast::<R>()) })
         };
         match value.or_else(stashed) {
@@ -454,7 +279,7 @@ impl<R> Coroutine<R> {
 
     /// Whether the coroutine has finished (its body returned or panicked).
     pub fn is_finished(&self) -> bool {
-        self.co.baton.phase() == Phase::Finished
+        self.co.phase.phase() == Phase::Finished
     }
 
     /// Makes this coroutine a generator's, which only its owner may enter (a handle's enter panics), and
@@ -481,18 +306,11 @@ impl<R> Coroutine<R> {
 impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
         // A finished coroutine has nothing to cancel (and this takes no atomic read-modify-write in a lifecycle).
-        if self.co.baton.phase() != Phase::Finished {
+        if self.co.phase.phase() != Phase::Finished {
             drop_coroutine(&self.co);
         }
         // SAFETY: `drop` runs once, and `self.co` is not used after this.
-        let co = unsafe { ManuallyDrop::take(&mut self.co) };
-        #[cfg(cothread_native)]
-        if matches!(co.context, Context::Native(_)) {
-            let reusable = co.name.is_none();
-            crate::backend::native::retire(co, reusable);
-            return;
-        }
-        drop(co);
+        backend::retire(unsafe { ManuallyDrop::take(&mut self.co) });
     }
 }
 
@@ -512,7 +330,7 @@ fn debug_control(co: &Control, what: &str, f: &mut fmt::Formatter<'_>) -> fmt::R
     f.debug_struct(what)
         .field("id", &co.id.load(Ordering::Relaxed))
         .field("name", &co.name)
-        .field("phase", &co.baton.phase())
+        .field("phase", &co.phase.phase())
         .finish()
 }
 
@@ -520,12 +338,12 @@ impl CoroutineRef {
     /// Whether the coroutine is entered (`qemu_coroutine_entered`): true while it runs, and while it waits for
     /// a coroutine it entered; false while suspended or finished.
     pub fn is_entered(&self) -> bool {
-        matches!(self.co.baton.phase(), Phase::Running | Phase::Yielded)
+        matches!(self.co.phase.phase(), Phase::Running | Phase::Yielded)
     }
 
     /// Whether the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.co.baton.phase() == Phase::Finished
+        self.co.phase.phase() == Phase::Finished
     }
 
     /// Runs the coroutine until it yields or returns, like [`Coroutine::enter`]; the returned value (if any)
@@ -556,13 +374,13 @@ impl CoroutineRef {
         with_context!(&co.context, ctx => {
             if !ctx.runs_here(co, false) {
                 // A native coroutine of another thread: never claim it from here.
-                match co.baton.phase() {
+                match co.phase.phase() {
                     Phase::Finished => panic!("{FINISHED}"),
                     Phase::Running | Phase::Yielded => return false,
                     Phase::Idle => panic!("{OTHER_THREAD}"),
                 }
             }
-            match ctx.claim(&co.baton) {
+            match ctx.claim(&co.phase) {
                 Ok(()) => {
                     let _ = run_claimed(co, ctx, Out::NONE);
                     true
@@ -618,11 +436,11 @@ fn enter(co: &Arc<Control>, out: Out) -> Result<Phase, Phase> {
     })
 }
 
-/// Claims the baton of `co`, whose context is `ctx`. `Err(Finished)` if it has finished. `owner`: the caller is
+/// Claims the phase word of `co`, whose context is `ctx`. `Err(Finished)` if it has finished. `owner`: the caller is
 /// the coroutine's owner (it holds the `Coroutine`, by `&mut`).
 #[inline(always)]
 fn claim<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), Phase> {
-    if ctx.runs_here(co, owner) && ctx.claim(&co.baton).is_ok() {
+    if ctx.runs_here(co, owner) && ctx.claim(&co.phase).is_ok() {
         return Ok(());
     }
     claim_slow(co, ctx, owner)
@@ -634,14 +452,14 @@ fn claim<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), P
 fn claim_slow<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<(), Phase> {
     if !ctx.runs_here(co, owner) {
         // A native coroutine of another thread: never switch to its stack from here.
-        match co.baton.phase() {
+        match co.phase.phase() {
             Phase::Finished => return Err(Phase::Finished),
             Phase::Running => panic!("{REENTERED}"),
             Phase::Idle | Phase::Yielded => panic!("{OTHER_THREAD}"),
         }
     }
     loop {
-        match ctx.claim(&co.baton) {
+        match ctx.claim(&co.phase) {
             Ok(()) => return Ok(()),
             Err(Phase::Running) => panic!("{REENTERED}"),
             Err(Phase::Yielded) => thread::yield_now(),
@@ -651,11 +469,11 @@ fn claim_slow<C: ContextOps>(co: &Arc<Control>, ctx: &C, owner: bool) -> Result<
     }
 }
 
-/// Runs a coroutine whose baton the caller holds, until it gives control back; resumes its panic, if any.
+/// Runs a coroutine whose phase word the caller holds, until it gives control back; resumes its panic, if any.
 #[inline(always)]
 fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
     if !C::CLAIM_STARTS {
-        // SAFETY: the caller holds the baton and the coroutine has not been resumed yet: it does not run, and no
+        // SAFETY: the caller holds the phase word and the coroutine has not been resumed yet: it does not run, and no
         // other enterer is here.
         co.out.with_mut(|slot| unsafe { *slot = out });
     }
@@ -667,10 +485,10 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
     let outer = || {
         // SAFETY: as in `yield_now`: a non-null CURRENT points at the running coroutine's control block, alive
         // while it runs, that is for this whole call.
-        unsafe { caller.as_ref() }.filter(|outer| C::CLAIM_STARTS && outer.context.enterer_waits())
+        unsafe { caller.as_ref() }.filter(|_| C::CLAIM_STARTS)
     };
     if let Some(outer) = outer() {
-        outer.baton.set_nested(true);
+        outer.context.set_nested(&outer.phase, true);
     }
     if !C::CLAIM_STARTS {
         // The coroutine runs on this thread: it is current from the switch on (and finds itself there when it
@@ -680,7 +498,7 @@ fn run_claimed<C: ContextOps>(co: &Arc<Control>, ctx: &C, out: Out) -> Phase {
     let phase = ctx.resume(co);
     set_current(caller);
     if let Some(outer) = outer() {
-        outer.baton.set_nested(false);
+        outer.context.set_nested(&outer.phase, false);
     }
     match phase {
         Phase::Finished => {
@@ -738,7 +556,7 @@ pub(crate) fn yield_from(co: &Control) {
     co.yielded_panicking
         .store(std::thread::panicking(), Ordering::Relaxed);
     with_context!(&co.context, ctx => {
-        if ctx.yield_to_caller(&co.baton).is_err() {
+        if ctx.yield_to_enterer(&co.phase).is_err() {
             return cancelled(co, ctx);
         }
         // `CURRENT` is `co` again when this returns: on a thread of its own nobody else changed it, and on the
@@ -786,7 +604,7 @@ fn cancelled<C: ContextOps>(co: &Control, ctx: &C) {
 /// coroutine and has withdrawn from every wait queue.
 #[cold]
 fn abandon<C: ContextOps>(co: &Control, ctx: &C) -> ! {
-    co.baton.finish();
+    ctx.finish(&co.phase);
     loop {
         // Never entered again: a thread-backed coroutine waits for good, a native one is never resumed.
         let _ = ctx.suspend(co);
@@ -806,7 +624,7 @@ pub(crate) fn abandon_current() -> ! {
 /// never be satisfied: it will not be entered again after it yields.
 pub(crate) fn current_is_dropped() -> bool {
     // SAFETY: as in `yield_now`.
-    unsafe { current_ptr().as_ref() }.is_some_and(|co| co.baton.is_cancelled())
+    unsafe { current_ptr().as_ref() }.is_some_and(|co| co.phase.is_cancelled())
 }
 
 /// Whether the caller runs inside a coroutine (`qemu_in_coroutine`).
@@ -817,7 +635,7 @@ pub(crate) fn current_is_dropped() -> bool {
 /// assert_eq!(co.enter().into_returned(), Some(true));
 /// ```
 pub fn in_coroutine() -> bool {
-    !current_ptr().is_null()
+    crate::control::in_coroutine()
 }
 
 /// The coroutine the caller runs in (`qemu_coroutine_self`), or `None` outside coroutines.
@@ -854,15 +672,15 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         // A native coroutine dropped on a thread other than its own: its stack can only run on its own thread,
         // which unwinds it later (a handle can still enter it there meanwhile). Under `panic = "abort"` it is
         // leaked, as on its own thread.
-        if !cfg!(panic = "abort") && co.baton.phase() != Phase::Finished {
-            ctx.orphan(co);
+        if !cfg!(panic = "abort") && co.phase.phase() != Phase::Finished {
+            ctx.orphan(co, unwind_orphan);
         }
         return;
     }
     if cfg!(panic = "abort") {
         return abandon_suspended(co, ctx);
     }
-    match co.baton.cancel() {
+    match co.phase.cancel() {
         Phase::Finished | Phase::Running => return,
         Phase::Idle | Phase::Yielded => {}
     }
@@ -870,13 +688,13 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
         return;
     }
     // Finished even if the body's destructor panics.
-    struct Finish<'a>(&'a Baton);
-    impl Drop for Finish<'_> {
+    struct Finish<'a, C: ContextOps>(&'a C, &'a PhaseWord);
+    impl<C: ContextOps> Drop for Finish<'_, C> {
         fn drop(&mut self) {
-            self.0.finish();
+            self.0.finish(self.1);
         }
     }
-    let finish = Finish(&co.baton);
+    let finish = Finish(ctx, &co.phase);
     if ctx.discard_unstarted() {
         return;
     }
@@ -906,28 +724,25 @@ fn drop_on<C: ContextOps>(co: &Arc<Control>, ctx: &C) {
     }
 }
 
-/// On its home thread, a native coroutine whose owner dropped it on another thread ([`ContextOps::orphan`]):
-/// dropped as its owner's drop would have, here. A panic from its unwind has nobody to reach: it is reported on
-/// stderr and dropped.
-#[cfg(cothread_native)]
-pub(crate) fn drop_orphan(co: Arc<Control>) {
-    if co.baton.phase() != Phase::Finished
-        && panic::catch_unwind(AssertUnwindSafe(|| drop_coroutine(&co))).is_err()
+/// On its home thread, a coroutine whose owner dropped it on another thread ([`ContextOps::orphan`]): dropped
+/// as its owner's drop would have, here. A panic from its unwind has nobody to reach: it is reported on stderr
+/// and dropped.
+fn unwind_orphan(co: &Arc<Control>) {
+    if co.phase.phase() != Phase::Finished
+        && panic::catch_unwind(AssertUnwindSafe(|| drop_coroutine(co))).is_err()
     {
         eprintln!(
             "cothread: a panic while unwinding a coroutine dropped on another thread; discarded"
         );
     }
-    // Not kept as a spare: this may run while the thread exits.
-    crate::backend::native::retire(co, false);
 }
 
 /// The owner's claim of a coroutine it cancelled, which was suspended when it looked: true once the owner holds
-/// the baton. False if somebody else got there first: an enterer on another thread (through a handle) that
+/// the phase word. False if somebody else got there first: an enterer on another thread (through a handle) that
 /// claimed it meanwhile runs it, and its next yield unwinds it there (the cancel is sticky); or it finished.
 fn claim_to_drop<C: ContextOps>(co: &Control, ctx: &C) -> bool {
     loop {
-        match ctx.claim(&co.baton) {
+        match ctx.claim(&co.phase) {
             Ok(()) => return true,
             // Planted bug (loom-tests/README.md): the owner takes a handle's claim for a recursive enter.
             #[cfg(cothread_planted_bug = "drop_loses_claim_race")]
@@ -946,14 +761,14 @@ fn claim_to_drop<C: ContextOps>(co: &Control, ctx: &C) -> bool {
 /// yield ([`cancelled`]).
 fn abandon_suspended<C: ContextOps>(co: &Control, ctx: &C) {
     loop {
-        match co.baton.abandon() {
+        match co.phase.abandon() {
             Ok(()) => {
-                // The phase `Finished` keeps every enterer away, as the baton would.
+                // The phase `Finished` keeps every enterer away, as a claim would.
                 ctx.discard_unstarted();
                 return;
             }
             Err(Phase::Running) => {
-                if co.baton.cancel() == Phase::Running {
+                if co.phase.cancel() == Phase::Running {
                     return;
                 }
             }

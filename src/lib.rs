@@ -104,9 +104,9 @@
 #![warn(missing_docs)]
 
 mod backend;
-mod baton;
 pub mod channel;
 mod co_queue;
+mod control;
 mod coroutine;
 mod generator;
 mod limits;
@@ -120,7 +120,7 @@ mod sync;
 mod wait;
 
 pub use backend::Backend;
-pub use baton::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
+pub use backend::thread::waiter::{DEFAULT_SPIN_LIMIT, set_spin_limit, spin_limit};
 pub use co_queue::CoQueue;
 pub use coroutine::{Builder, Coroutine, CoroutineRef, Resume, current, in_coroutine, yield_now};
 pub use generator::{Generator, GeneratorResult, ScopedGenerator, Yielder};

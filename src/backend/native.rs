@@ -8,31 +8,31 @@
 //!
 //! A context is bound to a thread (its *home*) when somebody first tries to enter it; from then on only that
 //! thread switches to its stack ([`NativeContext::runs_here`], checked by `coroutine.rs` before it claims the
-//! baton). So everything the coroutine's stack holds (values that are not `Send`, addresses of the home
+//! phase word). So everything the coroutine's stack holds (values that are not `Send`, addresses of the home
 //! thread's thread-locals that the compiler cached across a `yield_now`) is only ever used by the home
 //! thread, and the `Coroutine` that owns it can be `Send`: moving the owner moves a handle, never the
 //! execution. See `docs/native.md` for the whole argument.
 //!
-//! # The baton on one thread
+//! # The phase word on one thread
 //!
 //! The phases move as on the thread backend (`coroutine.rs` is the same for both), with the one-writer
-//! transitions of the baton: the enterer claims (`Idle -> Running`); `yield_now` goes straight to `Idle`, since
-//! on one thread the enterer runs next and has nothing to wait for; [`NativeContext::resume`] finishes the baton
-//! when the body returned. Nobody ever parks on a native coroutine's baton.
+//! transitions of the phase word: the enterer claims (`Idle -> Running`); `yield_now` goes straight to `Idle`, since
+//! on one thread the enterer runs next and has nothing to wait for; [`NativeContext::resume`] finishes the phase word
+//! when the body returned. Nobody ever waits on a native coroutine's phase word: a native context carries no
+//! lock and no condition variable.
 
 use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem::{self, ManuallyDrop};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{CoroutineResult, Yielder};
 
-use super::{ContextOps, Entry};
-use crate::baton::{Baton, Cancelled, Phase};
-use crate::coroutine::Control;
-use crate::pool::Spec;
+use super::{Context, ContextOps, Control, Entry, PoolStats, Spec, Unwind};
+use crate::control::{Cancelled, Phase, PhaseWord, current_ptr};
 use crate::sync::Arc;
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(unix)]
 mod overflow;
@@ -51,13 +51,13 @@ type Switch = corosensei::Coroutine<(), (), (), DefaultStack>;
 /// - `switch` holds the coroutine's corosensei coroutine, on the context's stack, for the whole life of the
 ///   context: unstarted (the entry waits on the stack, unrun), running, suspended or done (finished, unwound
 ///   or discarded unstarted; the stack stays with it until the context is reused or dropped). It is touched
-///   only with the baton held on the home thread ([`resume`](NativeContext::resume),
+///   only with the phase word claimed on the home thread ([`resume`](NativeContext::resume),
 ///   [`unwind`](NativeContext::unwind), [`discard_unstarted`](NativeContext::discard_unstarted)), or by
 ///   whoever holds the only reference to the coroutine (`drop`, [`reuse`](NativeContext::reuse),
 ///   [`into_stack`](NativeContext::into_stack)); a started switch is only ever resumed on the home thread, and
 ///   `drop` never resumes or unwinds it. It is taken out of its `ManuallyDrop` only by `reuse` (which puts a new
 ///   one in at once), `into_stack` and `drop` (which end the context), and by
-///   [`give_stack_back`](NativeContext::give_stack_back), which sets `stack_gone`; after that nothing touches it.
+///   [`return_stack`](NativeContext::return_stack), which sets `stack_gone`; after that nothing touches it.
 /// - `stack_gone` is set once, by the owner's drop of a finished coroutine that handles still refer to
 ///   ([`retire`]); the context is then never resumed, reused or made a spare again.
 /// - `yielder` is null until the coroutine starts, then points at the corosensei `Yielder` in the first frame
@@ -77,7 +77,7 @@ pub(crate) struct NativeContext {
 
 // SAFETY: `NativeContext` is shared through `Arc<Control>` by `CoroutineRef`s on any thread. Its non-`Sync`
 // parts are `switch` and `yielder`, and both are used by one thread only: `switch` by the home thread holding the
-// baton (which one enterer at a time can hold) or by the holder of the only reference, `yielder` by the
+// phase word (which one enterer at a time can claim) or by the holder of the only reference, `yielder` by the
 // coroutine, which runs only on the home thread. What may cross threads is what `drop` touches on whatever
 // thread drops the last reference: an unstarted switch, whose stack holds only the entry (which is `Send`) and
 // which `drop` drops in place without switching to the stack, a done one (nothing left on its stack), or a
@@ -85,7 +85,7 @@ pub(crate) struct NativeContext {
 // the values there). See `docs/native.md`.
 unsafe impl Send for NativeContext {}
 // SAFETY: as for `Send`: every `&self` method that touches the non-`Sync` fields runs on the home thread only
-// (`runs_here` is checked before the baton is claimed, and `suspend` runs on the coroutine's own stack).
+// (`runs_here` is checked before the phase word is claimed, and `suspend` runs on the coroutine's own stack).
 unsafe impl Sync for NativeContext {}
 
 /// The next thread token. Tokens start at 1: a thread's token reads 0 until it gets one.
@@ -124,16 +124,23 @@ fn new_thread_token() -> u64 {
     token
 }
 
-/// Suspended native coroutines whose owner dropped them on a thread other than their home, each with its
-/// home's token: only the home can unwind them ([`unwind_orphans`]).
-static ORPHANS: std::sync::Mutex<Vec<(u64, Arc<Control>)>> = std::sync::Mutex::new(Vec::new());
+/// An orphan: a suspended native coroutine whose owner dropped it on a thread other than its home, with its
+/// home's token and how the owner's drop unwinds it.
+struct Orphan {
+    home: u64,
+    co: Arc<Control>,
+    unwind: Unwind,
+}
+
+/// The orphans of every thread: only the home can unwind them ([`unwind_orphans`]).
+static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
 /// How many coroutines `ORPHANS` holds: a home thread's check costs one load while there are none.
-static ORPHAN_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ORPHAN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands an orphan to its home thread (see [`ORPHANS`]).
-fn adopt(home: u64, co: Arc<Control>) {
-    let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
-    orphans.push((home, co));
+fn adopt(orphan: Orphan) {
+    let mut orphans = ORPHANS.lock();
+    orphans.push(orphan);
     ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
 }
 
@@ -144,20 +151,19 @@ pub(crate) fn unwind_orphans() {
         return;
     }
     let me = THREAD_TOKEN.with(Cell::get);
-    let mine: Vec<Arc<Control>> = {
-        let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+    let mine: Vec<Orphan> = {
+        let mut orphans = ORPHANS.lock();
         let (mine, others) = mem::take(&mut *orphans)
             .into_iter()
-            .partition(|(home, _)| *home == me);
+            .partition(|orphan| orphan.home == me);
         *orphans = others;
         ORPHAN_COUNT.store(orphans.len(), Ordering::Release);
         mine
-    }
-    .into_iter()
-    .map(|(_, co)| co)
-    .collect();
-    for co in mine {
-        crate::coroutine::drop_orphan(co);
+    };
+    for Orphan { co, unwind, .. } in mine {
+        unwind(&co);
+        // Not kept as a spare: this may run while the thread exits.
+        retire(co, false);
     }
 }
 
@@ -180,7 +186,7 @@ std::thread_local! {
 /// Called as the first resume's switch lands: `CURRENT` is this coroutine's control block (`coroutine.rs` sets
 /// it before every native resume), which the resumer keeps alive for the whole resume.
 unsafe fn run_entry(yielder: &Yielder<(), ()>, entry: impl Entry) {
-    let co = crate::coroutine::current_raw();
+    let co = current_ptr::<Context>();
     // The coroutine's own `Arc<Control>`, for the entry: a copy of the pointer that owns no reference (never
     // dropped). It is used only while the coroutine runs, that is inside a `resume`,
     // whose caller holds a reference for the whole call; so no count is needed (two fewer atomic operations per
@@ -189,7 +195,7 @@ unsafe fn run_entry(yielder: &Yielder<(), ()>, entry: impl Entry) {
     // SAFETY: `co` is `Arc::as_ptr` of a live `Arc` (the caller's promise and `CURRENT`'s invariant), a valid
     // argument for `Arc::from_raw`; `ManuallyDrop` makes sure it never gives back a reference it did not take.
     let own = mem::ManuallyDrop::new(unsafe { Arc::from_raw(co) });
-    let super::Context::Native(context) = &own.context else {
+    let Context::Native(context) = &own.context else {
         unreachable!("cothread: a native stack runs a coroutine of another backend");
     };
     context.yielder.set(yielder);
@@ -207,7 +213,7 @@ impl NativeContext {
         // fence makes whatever the holders of dropped references did (a handle that bound the context on its
         // thread, say) happen before this, through their `Release` decrements.
         let bound = if owner && Arc::strong_count(co) == 1 {
-            std::sync::atomic::fence(Ordering::Acquire);
+            fence(Ordering::Acquire);
             let unbound = self.home.load(Ordering::Relaxed) == UNBOUND;
             if unbound {
                 self.home.store(me, Ordering::Relaxed);
@@ -248,8 +254,8 @@ impl NativeContext {
     ///
     /// # Safety
     /// The caller is the owner's drop, holding a reference; every other reference is a handle, and the
-    /// coroutine's baton says `Finished` (so a handle's enter stops at the claim and never touches `switch`).
-    unsafe fn give_stack_back(&self) {
+    /// coroutine's phase says `Finished` (so a handle's enter stops at the claim and never touches `switch`).
+    unsafe fn return_stack(&self) {
         // SAFETY: the caller's promise: nobody else touches `switch` while we hold our reference, and whoever
         // drops the last one later (`drop`) sees `stack_gone` through the reference count's release/acquire.
         let switch = unsafe { &mut *self.switch.get() };
@@ -259,7 +265,7 @@ impl NativeContext {
         // SAFETY: taken out once: `stack_gone` keeps everything else away from it from now on.
         let done = unsafe { ManuallyDrop::take(switch) };
         self.stack_gone.set(true);
-        stacks::give_back(self.size, done.into_stack());
+        stacks::put_back(self.size, done.into_stack());
     }
 
     /// Ends a finished context (a spare, which always has its stack), keeping its stack.
@@ -288,17 +294,18 @@ impl Drop for AbortOnUnwind {
 /// coroutine's control block).
 #[cfg(unix)]
 fn running_guard() -> usize {
-    let current = crate::coroutine::current_raw();
+    let current = current_ptr::<Context>();
     // SAFETY: a non-null `CURRENT` points at the control block of the coroutine running on this thread, which
     // its resumer keeps alive (also between a switch back and its restoring `CURRENT`).
     match unsafe { current.as_ref() }.map(|co| &co.context) {
-        Some(super::Context::Native(context)) => context.guard.get(),
+        Some(Context::Native(context)) => context.guard.get(),
         _ => 0,
     }
 }
 
 impl ContextOps for NativeContext {
     const CLAIM_STARTS: bool = false;
+    const ENTERER_WAITS: bool = false;
 
     fn new(spec: &Spec, entry: impl Entry) -> io::Result<Self> {
         let size = stacks::bucket(spec.stack_size)?;
@@ -315,41 +322,63 @@ impl ContextOps for NativeContext {
     }
 
     #[inline]
+    fn into_context(self) -> Context {
+        Context::Native(self)
+    }
+
+    /// Reuses this thread's spare (a finished coroutine's control block and stack) if it has one of the right
+    /// stack size and the coroutine is unnamed: no allocation.
+    #[inline]
+    fn spawn(spec: Spec, entry: impl Entry) -> io::Result<Arc<Control>> {
+        let entry = if spec.name.is_none() {
+            match reuse_spare(&spec, entry) {
+                Ok(co) => return Ok(co),
+                Err(entry) => entry,
+            }
+        } else {
+            entry
+        };
+        let context = Self::new(&spec, entry)?.into_context();
+        Ok(Arc::new(Control::new(context, spec.name)))
+    }
+
+    #[inline]
     fn resume(&self, co: &Arc<Control>) -> Phase {
         debug_assert_eq!(self.home.load(Ordering::Relaxed), thread_token());
-        debug_assert!(std::ptr::eq(
-            crate::coroutine::current_raw(),
-            Arc::as_ptr(co)
-        ));
-        // SAFETY: the caller holds the baton (so no other enterer is in here) and runs on the home thread
+        debug_assert!(std::ptr::eq(current_ptr::<Context>(), Arc::as_ptr(co)));
+        // SAFETY: the caller holds the phase word (so no other enterer is in here) and runs on the home thread
         // (`runs_here` was checked before the claim), so this is the only reference to `switch`. The coroutine
         // that runs during the switch below touches only `yielder`, never `switch`: entering itself fails the
         // claim, and dropping its owner from inside returns before touching the context. (A done switch is
-        // never resumed: its baton says `Finished`; corosensei would panic if it were.)
+        // never resumed: its phase says `Finished`; corosensei would panic if it were.)
         let running = unsafe { &mut *self.switch.get() };
         // The stack overflow handler finds the running stack's guard page through the coroutine's `Control`
         // (`CURRENT`), so nothing is recorded around the switch.
         match running.resume(()) {
-            // `yield_local` has made the baton `Idle` already; a coroutine abandoned during its drop (or under
+            // `yield_local` has made the phase `Idle` already; a coroutine abandoned during its drop (or under
             // `panic = "abort"`) finished it before its last suspend.
-            CoroutineResult::Yield(()) if co.baton.phase() != Phase::Finished => Phase::Yielded,
+            CoroutineResult::Yield(()) if co.phase.phase() != Phase::Finished => Phase::Yielded,
             CoroutineResult::Yield(()) => Phase::Finished,
             // The stack stays with the context until it is reused or dropped.
             CoroutineResult::Return(()) => {
-                co.baton.finish_local();
+                co.phase.finish_local();
                 Phase::Finished
             }
         }
     }
 
     #[inline]
-    fn claim(&self, baton: &Baton) -> Result<(), Phase> {
-        baton.claim_local()
+    fn claim(&self, word: &PhaseWord) -> Result<(), Phase> {
+        word.claim_local()
     }
 
     #[inline]
-    fn yield_to_caller(&self, baton: &Baton) -> Result<(), Cancelled> {
-        baton.yield_local()
+    fn yield_to_enterer(&self, word: &PhaseWord) -> Result<(), Cancelled> {
+        word.yield_local()
+    }
+
+    fn finish(&self, word: &PhaseWord) {
+        word.finish();
     }
 
     #[inline]
@@ -361,15 +390,15 @@ impl ContextOps for NativeContext {
         unsafe { (*yielder).suspend(()) };
         // A dropped coroutine is resumed to unwind itself (`coroutine.rs` raises its own forced unwind, which
         // can also stop at a destructor's wait; corosensei's would be raised again there).
-        if co.baton.is_cancelled() {
+        if co.phase.is_cancelled() {
             return Err(Cancelled);
         }
         Ok(())
     }
 
     fn discard_unstarted(&self) -> bool {
-        // SAFETY: as in `resume`: the caller holds the baton on the home thread, and the coroutine is not
-        // running (it would hold the baton otherwise).
+        // SAFETY: as in `resume`: the caller holds the phase word on the home thread, and the coroutine is not
+        // running (it would hold the phase word otherwise).
         let switch = unsafe { &mut *self.switch.get() };
         if switch.started() {
             return false;
@@ -379,8 +408,26 @@ impl ContextOps for NativeContext {
         true
     }
 
-    fn orphan(&self, co: &Arc<Control>) {
-        adopt(self.home.load(Ordering::Relaxed), Arc::clone(co));
+    fn orphan(&self, co: &Arc<Control>, unwind: Unwind) {
+        adopt(Orphan {
+            home: self.home.load(Ordering::Relaxed),
+            co: Arc::clone(co),
+            unwind,
+        });
+    }
+
+    #[inline]
+    fn retire(co: Arc<Control>) {
+        let reusable = co.name.is_none();
+        retire(co, reusable);
+    }
+
+    fn pool_stats() -> PoolStats {
+        stacks::stats()
+    }
+
+    fn trim_pool(max: usize) {
+        stacks::trim(max);
     }
 
     #[inline]
@@ -412,7 +459,7 @@ impl Drop for NativeContext {
             switch.force_unwind();
         }
         if switch.done() {
-            stacks::give_back(self.size, switch.into_stack());
+            stacks::put_back(self.size, switch.into_stack());
         } else {
             // A suspended stack (its owner was leaked, or dropped under `panic = "abort"`, or abandoned during
             // its drop): it can only be unwound on its home thread, and this may not be it. Leak it rather than
@@ -423,30 +470,31 @@ impl Drop for NativeContext {
     }
 }
 
-/// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means). One that finished
+/// The owner drops a native coroutine (after `coroutine.rs` has done what dropping means), or its home thread
+/// an orphan it unwound. One that finished
 /// and that nothing else refers to becomes, with its stack, this thread's spare (QEMU's pool keeps whole
 /// `Coroutine` objects the same way) if it is `reusable` (unnamed), for [`reuse_spare`] (with pooling off,
 /// [`stacks::keep_spare`] frees it); one that finished and that handles still refer to gives its stack back
 /// (the handles keep only the control block); any other is just dropped.
-pub(crate) fn retire(co: Arc<Control>, reusable: bool) {
-    let super::Context::Native(context) = &co.context else {
+fn retire(co: Arc<Control>, reusable: bool) {
+    let Context::Native(context) = &co.context else {
         return;
     };
     // No `Weak` is ever made of a control block, so a strong count of 1 means that ours is the only reference;
     // the fence makes what the other references' owners did before dropping them (their counts' `Release`
     // decrements) happen before what we do with it, as `Arc::get_mut` does.
     if Arc::strong_count(&co) != 1 {
-        if co.baton.phase() == Phase::Finished {
+        if co.phase.phase() == Phase::Finished {
             // SAFETY: we are the owner's drop, and every other reference is a handle (only the owner's
             // `Coroutine` and handles hold references while the coroutine does not run); the phase is `Finished`.
-            unsafe { context.give_stack_back() };
+            unsafe { context.return_stack() };
         }
         return;
     }
     if !reusable {
         return;
     }
-    std::sync::atomic::fence(Ordering::Acquire);
+    fence(Ordering::Acquire);
     // SAFETY: ours is the only reference (above).
     if unsafe { &*context.switch.get() }.done() {
         // SAFETY: as above.
@@ -456,17 +504,17 @@ pub(crate) fn retire(co: Arc<Control>, reusable: bool) {
 }
 
 /// A coroutine for `entry` made from this thread's spare, if it has one with a stack of the size `spec` asks
-/// for: no allocation, no stack from the pool. The caller gives it a new id. `Err(entry)` if there is none (the
-/// caller's ordinary path then makes one, or reports why it cannot).
+/// for: no allocation, no stack from the pool (the spare got its new id when it was renewed). `Err(entry)` if
+/// there is none (the caller's ordinary path then makes one, or reports why it cannot).
 #[inline]
-pub(crate) fn reuse_spare<E: Entry>(spec: &Spec, entry: E) -> Result<Arc<Control>, E> {
+fn reuse_spare<E: Entry>(spec: &Spec, entry: E) -> Result<Arc<Control>, E> {
     let Ok(size) = stacks::bucket(spec.stack_size) else {
         return Err(entry);
     };
     let Some(co) = stacks::take_spare(size) else {
         return Err(entry);
     };
-    let super::Context::Native(context) = &co.context else {
+    let Context::Native(context) = &co.context else {
         return Err(entry);
     };
     // SAFETY: a spare is held by nobody else (see `retire`) and has finished, and `take_spare` gave it to us.
@@ -479,7 +527,7 @@ pub(crate) fn reuse_spare<E: Entry>(spec: &Spec, entry: E) -> Result<Arc<Control
 pub(crate) fn spare_into_stack(co: Arc<Control>) -> Option<DefaultStack> {
     let control = Arc::try_unwrap(co).ok()?;
     match control.context {
-        super::Context::Native(context) => Some(context.into_stack()),
-        super::Context::Thread(_) => None,
+        Context::Native(context) => Some(context.into_stack()),
+        Context::Thread(_) => None,
     }
 }

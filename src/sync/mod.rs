@@ -10,10 +10,19 @@ mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::hint::spin_loop;
     pub(crate) use std::sync::Arc;
+    /// For the native backend's stack overflow report (Unix only).
+    #[cfg(all(cothread_native, unix))]
+    pub(crate) use std::sync::Once;
+    /// One-time initialisation, for the native backend only (never built under loom).
+    #[cfg(cothread_native)]
+    pub(crate) use std::sync::OnceLock;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
 
     pub(crate) mod atomic {
+        /// For the native backend only (never built under loom).
+        #[cfg(cothread_native)]
+        pub(crate) use std::sync::atomic::fence;
         pub(crate) use std::sync::atomic::{
             AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
         };

@@ -13,10 +13,11 @@
 //! `std` have one; [`prepare_thread`] gives one to any other thread before a native coroutine starts on it.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_int, c_void, siginfo_t};
+
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{Once, OnceLock};
 
 std::thread_local! {
     /// An alternate signal stack this module made for this thread, freed when the thread exits.
@@ -41,7 +42,7 @@ unsafe impl Sync for Action {}
 /// Before the first native coroutine starts on this thread (when the thread gets its token): installs the
 /// handler (once per process) and makes sure the thread has an alternate signal stack.
 pub(super) fn prepare_thread() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
+    static INSTALL: Once = Once::new();
     INSTALL.call_once(install);
     // SAFETY: a zeroed `stack_t` is a valid value (null pointer, no flags, size 0), and `sigaltstack` with a
     // null new stack only reads this thread's current setting into it.

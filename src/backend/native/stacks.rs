@@ -8,7 +8,7 @@
 //! together as the thread's *spare* ([`keep_spare`]), and the next native coroutine created on the thread takes
 //! both at once ([`take_spare`]): a sequential create-enter-finish-drop cycle keeps reusing one stack and never
 //! takes it apart from its coroutine. A stack that comes back on its own (handles still refer to the finished
-//! coroutine, its last reference went, or it never started) goes through [`give_back`].
+//! coroutine, its last reference went, or it never started) goes through [`put_back`].
 //!
 //! Two levels, as in QEMU (a per-thread pool in front of a global one):
 //! - each thread keeps the last stack that came back to it, bare or in its spare (its *hot* stack), for the
@@ -25,13 +25,13 @@
 
 use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::DefaultStack;
 
-use crate::coroutine::Control;
-use crate::pool::PoolStats;
+use crate::backend::{Control, PoolStats};
+use crate::settings;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The default usable size of a native stack: 2 MiB, Rust's default for spawned threads (so code that fits on
 /// the thread backend fits here), or `RUST_MIN_STACK` if set, as for threads.
@@ -47,7 +47,7 @@ const BUCKET_ALIGN: usize = 4 << 10;
 const MAX_STACK_SIZE: usize = isize::MAX as usize / 4;
 
 /// The shared pool and the counters of threads' hot stacks.
-struct Shared {
+struct StackPool {
     /// Idle stacks and their buckets, oldest first.
     idle: Vec<(usize, DefaultStack)>,
     /// Coroutines that got a stack from `idle`.
@@ -73,7 +73,7 @@ impl ThreadCounters {
     }
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
+static SHARED: Mutex<StackPool> = Mutex::new(StackPool {
     idle: Vec::new(),
     reused: 0,
     threads: Vec::new(),
@@ -83,9 +83,8 @@ static SHARED: Mutex<Shared> = Mutex::new(Shared {
 static CREATED: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
 
-fn shared() -> MutexGuard<'static, Shared> {
-    // Nothing panics while holding the lock; a poisoned lock still holds a consistent pool.
-    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+fn shared() -> MutexGuard<'static, StackPool> {
+    SHARED.lock()
 }
 
 /// A thread's hot stack and its counters; the stack is unmapped when the thread exits. Only this thread
@@ -224,7 +223,7 @@ fn bucket_of(size: usize) -> Option<usize> {
 pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
     let hot = LOCAL
         .try_with(|local| {
-            if local.hot_size.get() == size && crate::pool::max_idle() > 0 {
+            if local.hot_size.get() == size && settings::max_idle() > 0 {
                 local.counters.bump_reused();
                 local.take_hot().and_then(|(_, hot)| hot.into_stack())
             } else {
@@ -245,7 +244,7 @@ pub(crate) fn take(size: usize) -> io::Result<DefaultStack> {
 pub(crate) fn take_spare(size: usize) -> Option<Arc<Control>> {
     LOCAL
         .try_with(|local| {
-            if local.hot_size.get() != size || crate::pool::max_idle() == 0 {
+            if local.hot_size.get() != size || settings::max_idle() == 0 {
                 return None;
             }
             let co = local.spare.take()?;
@@ -270,7 +269,7 @@ fn free_hot() {
 /// thread's hot stack, kept from before, is unmapped.
 #[cold]
 fn take_cold(size: usize) -> io::Result<DefaultStack> {
-    if crate::pool::max_idle() == 0 {
+    if settings::max_idle() == 0 {
         free_hot();
     }
     {
@@ -290,7 +289,7 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
 /// A stack no coroutine runs on any more comes back on its own: it becomes this thread's hot stack, and the one
 /// it displaces goes idle in the shared pool (unmapped if that is full). With pooling off, it is unmapped.
 #[inline]
-pub(crate) fn give_back(size: usize, stack: DefaultStack) {
+pub(crate) fn put_back(size: usize, stack: DefaultStack) {
     keep(size, Hot::Stack(stack));
 }
 
@@ -301,7 +300,7 @@ pub(crate) fn give_back(size: usize, stack: DefaultStack) {
 pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
     let mut spare = Some(co);
     // The usual case first: the slot is empty (the last spare went to the coroutine now retiring).
-    if crate::pool::max_idle() > 0 {
+    if settings::max_idle() > 0 {
         let _ = LOCAL.try_with(|local| {
             if local.hot_size.get() == 0 {
                 local.mark_held(size);
@@ -315,7 +314,7 @@ pub(crate) fn keep_spare(size: usize, co: Arc<Control>) {
 }
 
 fn keep(size: usize, hot: Hot) {
-    let max = crate::pool::max_idle();
+    let max = settings::max_idle();
     if max == 0 {
         return keep_unpooled(hot);
     }
