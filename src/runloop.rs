@@ -87,10 +87,10 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, yield_now};
+use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, in_coroutine, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
+use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter, Wake};
 
 #[cfg(not(loom))]
 mod bridge;
@@ -122,16 +122,72 @@ pub(crate) struct Task {
 /// reason.)
 pub const MAX_WAKE_CHAIN: u32 = 16;
 
-impl Task {
-    /// The id of the task's coroutine.
-    pub(crate) fn id(&self) -> u64 {
+/// A task is woken by scheduling it on its loop.
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        schedule(&self);
+    }
+
+    fn id(&self) -> u64 {
         self.id
     }
 
-    /// Records the wait the task is in (or that it no longer waits).
-    pub(crate) fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
+    fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
         *self.waiting.lock() = state;
     }
+
+    #[cfg(not(loom))]
+    fn alarm(self: Arc<Self>, deadline: Instant) -> Arc<Waiter> {
+        let node = Waiter::for_task(self.clone(), None);
+        self.home
+            .state
+            .lock()
+            .add_timer(deadline, node.clone(), self.clone());
+        node
+    }
+
+    #[cfg(not(loom))]
+    fn disarm(&self, alarm: &Waiter) {
+        let _st = self.home.state.lock();
+        let _ = alarm.set(CLOSED);
+    }
+}
+
+/// A wait node for the caller, holding `value`: woken through its task if the caller is a task, parking the
+/// thread if it is outside coroutines and `outside` allows. `op` names the operation for panic messages.
+///
+/// # Panics
+/// If the caller is a coroutine not spawned on a run loop (nothing would enter it again), or is outside
+/// coroutines and `outside` is [`Outside::Panic`].
+pub(crate) fn waiter<T>(op: &str, outside: Outside, value: Option<T>) -> Arc<Waiter<T>> {
+    Waiter::for_task_or_thread(task_for_wait(op, outside), value)
+}
+
+/// The caller's task, for a wait: `None` outside coroutines if `outside` allows; else panics as [`waiter`].
+fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
+    if in_coroutine() {
+        match current_task() {
+            Some(task) => Some(task),
+            None => panic!(
+                "cothread: {op} has to wait, in a coroutine that was not spawned on a RunLoop: \
+                 nothing would enter it again when it is woken (spawn it with RunLoop::spawn)"
+            ),
+        }
+    } else {
+        match outside {
+            Outside::Park => None,
+            Outside::Panic => panic!("cothread: {op} called outside a coroutine"),
+        }
+    }
+}
+
+/// A wait node for the calling task (see [`waiter`], with [`Outside::Panic`]), and the task.
+pub(crate) fn task_waiter<T>(op: &str, value: Option<T>) -> (Arc<Task>, Arc<Waiter<T>>) {
+    let Some(task) = task_for_wait(op, Outside::Panic) else {
+        unreachable!("`Outside::Panic` leaves only tasks");
+    };
+    let node = Waiter::for_task(task.clone(), value);
+    (task, node)
 }
 
 /// The part of a loop that wakers on any thread reach.
@@ -434,42 +490,23 @@ pub fn end_sleep(co: &CoroutineRef) -> bool {
     true
 }
 
-/// An alarm for `task` at `deadline`: when it passes, the loop sets the returned node [`WOKEN`] and enters
-/// the task (a timed wait's time-out). [`disarm`] it when the wait ends first.
-#[cfg(not(loom))]
-pub(crate) fn alarm(task: &Arc<Task>, deadline: Instant) -> Arc<Waiter> {
-    let node = Waiter::for_current("a timed wait", Outside::Panic, None);
-    task.home
-        .state
-        .lock()
-        .add_timer(deadline, node.clone(), task.clone());
-    node
-}
-
-/// Cancels an [`alarm`] that has not gone off: the loop then drops its timer when it comes up.
-#[cfg(not(loom))]
-pub(crate) fn disarm(task: &Task, alarm: &Waiter) {
-    let _st = task.home.state.lock();
-    let _ = alarm.set(CLOSED);
-}
-
 fn sleep_deadline(op: &str, deadline: Option<Instant>) {
-    let node: Arc<Waiter> = Waiter::for_current(op, Outside::Panic, None);
-    let Some(task) = node.task().cloned() else {
-        // `Outside::Panic` leaves only tasks.
-        return;
-    };
+    let (task, node) = task_waiter::<()>(op, None);
     if let Some(deadline) = deadline {
         task.home
             .state
             .lock()
             .add_timer(deadline, node.clone(), task.clone());
     }
-    node.block(|| {
-        // Dropped while asleep: the loop skips a timer whose node no longer waits.
-        let _st = task.home.state.lock();
-        let _ = node.set(CLOSED);
-    });
+    // Dropped while asleep: the loop skips a timer whose node no longer waits; nothing to pass on.
+    node.block_under(
+        &task.home.state,
+        |_| {
+            let _ = node.set(CLOSED);
+            Vec::<Arc<Waiter>>::new()
+        },
+        |_| Vec::new(),
+    );
 }
 
 /// A loop that runs coroutines: it owns the coroutines spawned onto it and enters the runnable ones in FIFO
@@ -1030,7 +1067,7 @@ mod tests {
             heap.push(Timer {
                 deadline: now + Duration::from_millis(ms),
                 seq,
-                node: Waiter::for_current("test", Outside::Park, None),
+                node: Waiter::for_thread(None),
                 task: task.clone(),
             });
         }

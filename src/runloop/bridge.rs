@@ -114,8 +114,7 @@ where
     let Some(task) = current_task() else {
         return f();
     };
-    let node: Arc<Waiter<std::thread::Result<T>>> =
-        Waiter::for_current("offload()", Outside::Panic, None);
+    let node: Arc<Waiter<std::thread::Result<T>>> = Waiter::for_task(task.clone(), None);
     let done = node.clone();
     let job: Job = Box::new(move || {
         let result = panic::catch_unwind(AssertUnwindSafe(f));
@@ -234,7 +233,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return value;
         }
         // Panics, naming the mistake, like every primitive that has to wait.
-        Waiter::<()>::for_current("block_on()", Outside::Panic, None);
+        super::waiter::<()>("block_on()", Outside::Panic, None);
         unreachable!("a coroutine that is not a task waited");
     };
     let waker = StdArc::new(TaskWaker {
