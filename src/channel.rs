@@ -207,6 +207,7 @@ impl<T> Sender<T> {
     }
 
     /// Takes a waiting sender's node out of the queue if it is still there; returns whether it was.
+    #[cfg(not(loom))]
     fn withdraw(&self, node: &Arc<Waiter<T>>) -> bool {
         let mut st = self.chan.state.lock();
         node.is_queued() && st.send_waiters.remove(node)

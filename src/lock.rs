@@ -160,6 +160,13 @@ impl<T> CoMutex<T> {
                 return Self::take_value(&mut st);
             }
             let node = runloop::waiter("CoMutex::lock()", Outside::Panic, None);
+            // Planted bug (loom-tests/README.md): the waiter lets go of the lock between its check and its
+            // registration, so a release in between finds nobody to hand the lock to.
+            #[cfg(cothread_planted_bug = "register_after_unlock")]
+            let mut st = {
+                drop(st);
+                self.state.lock()
+            };
             st.waiters.push((), node.clone());
             node
         };

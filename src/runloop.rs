@@ -101,9 +101,9 @@ mod timer;
 #[cfg(not(loom))]
 pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
-use task::{IdHasher, find, register, unregister};
+use task::{IdHasher, Task, find, register, unregister};
 pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
-pub(crate) use task::{Task, current_task, schedule, task_waiter, waiter};
+pub(crate) use task::{current_task, waiter};
 use timer::{Timer, fire_due_timers};
 pub use timer::{end_sleep, sleep, sleep_until};
 

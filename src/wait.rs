@@ -47,17 +47,18 @@ pub(crate) const DEAD: u32 = 4;
 pub(crate) const DROPPED: u32 = 3;
 
 /// A wake handle: what a waiting coroutine leaves in its node so that a waker can make it run again. The run
-/// loop's tasks implement it.
+/// loop's task records (`Arc<Task>`) implement it. (A node boxes its handle: loom's `Arc` cannot be coerced to
+/// `Arc<dyn Wake>`.)
 pub(crate) trait Wake: Send + Sync {
     /// Makes the coroutine runnable again (schedules it on its loop).
-    fn wake(self: Arc<Self>);
+    fn wake(&self);
     /// The id of the waiting coroutine.
     fn id(&self) -> u64;
     /// Records the state of the wait the coroutine is in (`None`: it no longer waits), for [`withdraw`].
     fn set_waiting(&self, state: Option<Arc<AtomicU32>>);
     /// An alarm at `deadline`: when it passes, the returned node is set [`WOKEN`] and the coroutine woken.
     #[cfg(not(loom))]
-    fn alarm(self: Arc<Self>, deadline: Instant) -> Arc<Waiter>;
+    fn alarm(&self, deadline: Instant) -> Arc<Waiter>;
     /// Cancels an [`alarm`](Wake::alarm) that has not gone off.
     #[cfg(not(loom))]
     fn disarm(&self, alarm: &Waiter);
@@ -74,7 +75,7 @@ pub(crate) struct Waiter<T = ()> {
 /// Who waits.
 enum Who {
     /// A coroutine spawned on a run loop: the loop enters it again.
-    Task(Arc<dyn Wake>),
+    Task(Box<dyn Wake>),
     /// A thread outside any coroutine: it parks.
     Thread(Parker),
 }
@@ -96,8 +97,8 @@ pub(crate) enum Outside {
 
 impl<T> Waiter<T> {
     /// A node for a task, woken through `task`, holding `value`.
-    pub(crate) fn for_task(task: Arc<dyn Wake>, value: Option<T>) -> Arc<Waiter<T>> {
-        Waiter::new(Who::Task(task), value)
+    pub(crate) fn for_task(task: impl Wake + 'static, value: Option<T>) -> Arc<Waiter<T>> {
+        Waiter::new(Who::Task(Box::new(task)), value)
     }
 
     /// A node for a thread outside coroutines, which parks while it waits, holding `value`.
@@ -111,7 +112,7 @@ impl<T> Waiter<T> {
 
     /// [`for_task`](Waiter::for_task) if `task` is given, else [`for_thread`](Waiter::for_thread).
     pub(crate) fn for_task_or_thread<W: Wake + 'static>(
-        task: Option<Arc<W>>,
+        task: Option<W>,
         value: Option<T>,
     ) -> Arc<Waiter<T>> {
         match task {
@@ -160,7 +161,7 @@ impl<T> Waiter<T> {
     /// Waker, after releasing the primitive's lock: makes the waiter run again.
     pub(crate) fn wake(&self) {
         match &self.who {
-            Who::Task(task) => task.clone().wake(),
+            Who::Task(task) => task.wake(),
             Who::Thread(parker) => {
                 // Taking the lock orders this notify after the waiter's check of the state.
                 let _guard = parker.lock.lock();
@@ -272,7 +273,7 @@ impl<T> Waiter<T> {
     pub(crate) fn block_until(&self, deadline: Instant, cancel: impl FnOnce()) -> u32 {
         match &self.who {
             Who::Task(task) => {
-                let alarm = task.clone().alarm(deadline);
+                let alarm = task.alarm(deadline);
                 let state = self.block_task(task.as_ref(), cancel, || alarm.state() != WAITING);
                 task.disarm(&alarm);
                 state

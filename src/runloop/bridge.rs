@@ -9,8 +9,9 @@ use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::task::{Task, schedule};
 use crate::coroutine::{in_coroutine, yield_now};
-use crate::runloop::{KeepAlive, Task, current_task, schedule};
+use crate::runloop::{KeepAlive, current_task};
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::channel::{self, Receiver, RecvTimeoutError, Sender};
 use crate::sync::{Arc, Condvar, Mutex, thread};

@@ -207,7 +207,7 @@ impl<S: mio::event::Source> Source<S> {
     /// dropped (nothing would enter it again: see [`crate::wait::DROPPED`]).
     fn wait_in_task(&self, what: &str, dir: Direction) -> io::Result<()> {
         // Panics in a coroutine that is not a task, like every primitive that has to wait.
-        let (task, node) = super::task_waiter(what, None);
+        let (task, node) = super::task::task_waiter(what, None);
         {
             let mut st = self.readiness.state.lock();
             if std::mem::take(&mut st.ready[dir.index()]) {
