@@ -229,7 +229,7 @@ impl<T> Waiter<T> {
             let queued = self.is_queued();
             // Planted bug (loom-tests/README.md): a cancelled waiter assumes it was never given anything.
             #[cfg(cothread_planted_bug = "cancel_forgets_given")]
-            let queued = true;
+            let queued = self.is_queued() || true;
             if queued {
                 withdraw(&mut st)
             } else {
