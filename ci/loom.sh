@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# loom: model-check the enter/yield hand-off (loom-tests/, against the real code of src/ through its sync
-# shim), then show that the models have teeth: rebuilt with each bug planted in src/control.rs,
-# src/backend/thread/waiter.rs or src/coroutine.rs, the models listed for that bug must fail, for the expected
-# reason.
+# loom: model-check the enter/yield hand-off and the wait protocol (loom-tests/, against the real code of src/
+# through its sync shim), then show that the models have teeth: rebuilt with each bug planted in src/ (control.rs,
+# backend/thread/waiter.rs, coroutine.rs, wait.rs, lock.rs, runloop/task.rs), the models listed for that bug must
+# fail, for the expected reason.
 #
 # Budget: under 10 minutes on a 2-core machine (see loom-tests/README.md for measured times).
 set -euo pipefail
@@ -28,7 +28,8 @@ echo "--- loom models passed (${SECONDS} s so far)"
 #   RUSTFLAGS='--cfg loom --cfg cothread_planted_bug="<bug>"' cargo test --release --test handoff -- --exact <model>
 # A model that catches a lost wake-up makes loom report a deadlock and then abort the process (a double
 # panic, loom issue #291), so every run is a child process whose failure is asserted here.
-# bug | models that must fail with it | what the first failure must say (extended regex)
+# bug | models that must fail with it (`test/model` for a model outside tests/handoff.rs) | what the first
+# failure must say (extended regex)
 PLANTED=(
   "notify_without_lock|park_at_once nested_chain pool_reuse|deadlock"
   "state_after_notify|lifecycle_returns park_at_once|deadlock"
@@ -39,6 +40,9 @@ PLANTED=(
   "coroutine_wakes_on_idle|lifecycle_two_yields nested_chain|Causality violation|two threads of one caller chain run at once"
   "claim_drops_cancel|drop_suspended|co: resumed after the drop"
   "drop_loses_claim_race|drop_races_a_handle_enter|coroutine re-entered recursively"
+  "register_after_unlock|wait/mutex_woken_from_another_thread|deadlock"
+  "schedule_skips_loop_wake|wait/mutex_woken_from_another_thread wait/channel_woken_from_another_thread|deadlock"
+  "cancel_forgets_given|wait/wait_cancelled_by_a_drop_after_a_racing_wake|never passed on"
 )
 
 failed=0
@@ -46,14 +50,15 @@ for entry in "${PLANTED[@]}"; do
   # `expect`, the last field, gets the rest of the entry: the regex may itself contain |.
   IFS='|' read -r bug models expect <<<"$entry"
   planted=(+nightly test --release --target-dir target/planted -Zprofile-rustflags
-    --config "profile.release.package.cothread.rustflags=[\"--cfg\", 'cothread_planted_bug=\"$bug\"']"
-    --test handoff)
+    --config "profile.release.package.cothread.rustflags=[\"--cfg\", 'cothread_planted_bug=\"$bug\"']")
   # The build must succeed: a planted bug that does not compile would "fail" every model for nothing.
-  cargo "${planted[@]}" --no-run --quiet
+  cargo "${planted[@]}" --tests --no-run --quiet
   for model in $models; do
+    test=handoff
+    if [[ $model == */* ]]; then test=${model%%/*} model=${model#*/}; fi
     log="target/planted-$bug-$model.log"
     set +e
-    timeout "$PLANTED_TIMEOUT" cargo "${planted[@]}" --quiet -- --exact "$model" --test-threads=1 >"$log" 2>&1
+    timeout "$PLANTED_TIMEOUT" cargo "${planted[@]}" --test "$test" --quiet -- --exact "$model" --test-threads=1 >"$log" 2>&1
     rc=$?
     set -e
     # The first panic's message: the line after the first "panicked at".

@@ -39,10 +39,11 @@ use std::fmt;
 #[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
+use crate::runloop;
 use crate::sync::{Arc, Mutex};
 #[cfg(not(loom))]
 use crate::wait::WAITING;
-use crate::wait::{self, CLOSED, Outside, WOKEN, Waiter};
+use crate::wait::{CLOSED, Outside, WaitQueue, Waiter, Woken};
 
 /// A channel holding at most `cap` messages; `cap == 0` makes every send wait for a receiver (rendezvous).
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
@@ -61,8 +62,8 @@ fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
             buf: VecDeque::new(),
             senders: 1,
             receivers: 1,
-            recv_waiters: VecDeque::new(),
-            send_waiters: VecDeque::new(),
+            recv_waiters: WaitQueue::default(),
+            send_waiters: WaitQueue::default(),
         }),
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
@@ -80,8 +81,8 @@ struct State<T> {
     buf: VecDeque<T>,
     senders: usize,
     receivers: usize,
-    recv_waiters: VecDeque<Arc<Waiter<T>>>,
-    send_waiters: VecDeque<Arc<Waiter<T>>>,
+    recv_waiters: WaitQueue<T>,
+    send_waiters: WaitQueue<T>,
 }
 
 /// What [`State::offer`] did with a message.
@@ -98,16 +99,11 @@ impl<T> State<T> {
         if self.receivers == 0 {
             return Offer::Disconnected(value);
         }
-        // A dead receiver (withdrawn, see `wait::DEAD`) is skipped; the slot's lock is held across the check and
-        // the delivery, so the receiver never sees `WOKEN` with an empty slot.
-        while let Some(receiver) = self.recv_waiters.pop_front() {
-            let mut slot = receiver.slot.lock();
-            if receiver.set(WOKEN) {
-                *slot = Some(value);
-                drop(slot);
-                return Offer::Done(Some(receiver));
-            }
-        }
+        // A dead receiver (withdrawn, see `wait::DEAD`) is skipped.
+        let value = match self.recv_waiters.give(value) {
+            Ok(receiver) => return Offer::Done(Some(receiver)),
+            Err(value) => value,
+        };
         if cap.is_none_or(|cap| self.buf.len() < cap) {
             self.buf.push_back(value);
             return Offer::Done(None);
@@ -120,43 +116,29 @@ impl<T> State<T> {
     fn take(&mut self) -> Option<(T, Option<Arc<Waiter<T>>>)> {
         if let Some(value) = self.buf.pop_front() {
             // The first live sender refills the buffer (a dead one's message is dropped with its node).
-            while let Some(sender) = self.send_waiters.pop_front() {
-                let mut slot = sender.slot.lock();
-                if sender.set(WOKEN) {
-                    if let Some(next) = slot.take() {
-                        self.buf.push_back(next);
-                    }
-                    drop(slot);
-                    return Some((value, Some(sender)));
-                }
+            let Some((next, sender)) = self.send_waiters.take_given() else {
+                return Some((value, None));
+            };
+            if let Some(next) = next {
+                self.buf.push_back(next);
             }
-            return Some((value, None));
+            return Some((value, Some(sender)));
         }
-        loop {
-            let sender = self.send_waiters.pop_front()?;
-            let mut slot = sender.slot.lock();
-            if sender.set(WOKEN) {
-                // A waiting sender always holds its message.
-                let value = slot.take();
-                drop(slot);
-                return value.map(|value| (value, Some(sender)));
-            }
-        }
+        // A waiting sender always holds its message.
+        let (value, sender) = self.send_waiters.take_given()?;
+        value.map(|value| (value, Some(sender)))
     }
 
     /// Gives a message back to the channel, first in line: to the next waiting receiver, or the buffer's
     /// front. Returns the receiver to wake.
     fn give_back(&mut self, value: T) -> Option<Arc<Waiter<T>>> {
-        while let Some(receiver) = self.recv_waiters.pop_front() {
-            let mut slot = receiver.slot.lock();
-            if receiver.set(WOKEN) {
-                *slot = Some(value);
-                drop(slot);
-                return Some(receiver);
+        match self.recv_waiters.give(value) {
+            Ok(receiver) => Some(receiver),
+            Err(value) => {
+                self.buf.push_front(value);
+                None
             }
         }
-        self.buf.push_front(value);
-        None
     }
 }
 
@@ -188,9 +170,14 @@ impl<T> Sender<T> {
             Err(value) => return Err(SendError(value)),
         };
         // Dropped while waiting: the message is dropped with the node, never delivered.
-        node.block(|| {
-            self.withdraw(&node);
-        });
+        node.block_under(
+            &self.chan.state,
+            |st| {
+                st.send_waiters.remove(&node);
+                Woken::<T>::new()
+            },
+            |_| Woken::new(),
+        );
         // A receiver took the message, or the channel disconnected and the message is still ours.
         match node.slot.lock().take() {
             None => Ok(()),
@@ -212,17 +199,18 @@ impl<T> Sender<T> {
             }
             Offer::Disconnected(value) => Err(value),
             Offer::Full(value) => {
-                let node = Waiter::for_current(op, Outside::Park, Some(value));
-                st.send_waiters.push_back(node.clone());
+                let node = runloop::waiter(op, Outside::Park, Some(value));
+                st.send_waiters.push((), node.clone());
                 Ok(Some(node))
             }
         }
     }
 
     /// Takes a waiting sender's node out of the queue if it is still there; returns whether it was.
+    #[cfg(not(loom))]
     fn withdraw(&self, node: &Arc<Waiter<T>>) -> bool {
         let mut st = self.chan.state.lock();
-        node.is_queued() && wait::remove(&mut st.send_waiters, node)
+        node.is_queued() && st.send_waiters.remove(node)
     }
 
     /// [`send`](Sender::send), waiting at most `timeout`: gives the value back in
@@ -243,9 +231,15 @@ impl<T> Sender<T> {
             Ok(Some(node)) => node,
             Err(value) => return Err(SendTimeoutError::Disconnected(value)),
         };
-        let state = node.block_until(deadline_after(timeout), || {
-            self.withdraw(&node);
-        });
+        let state = node.block_under_until(
+            deadline_after(timeout),
+            &self.chan.state,
+            |st| {
+                st.send_waiters.remove(&node);
+                Woken::<T>::new()
+            },
+            |_| Woken::new(),
+        );
         // Timed out, unless a receiver took the message (or the channel disconnected) just then.
         let timed_out = state == WAITING && self.withdraw(&node);
         match node.slot.lock().take() {
@@ -301,7 +295,7 @@ impl<T> Receiver<T> {
             Ok(Err(node)) => node,
             Err(()) => return Err(RecvError),
         };
-        node.block(|| self.withdraw(&node));
+        self.block(&node);
         match node.slot.lock().take() {
             Some(value) => Ok(value),
             None => Err(RecvError),
@@ -322,8 +316,8 @@ impl<T> Receiver<T> {
         if st.senders == 0 {
             return Err(());
         }
-        let node = Waiter::for_current(op, Outside::Park, None);
-        st.recv_waiters.push_back(node.clone());
+        let node = runloop::waiter(op, Outside::Park, None);
+        st.recv_waiters.push((), node.clone());
         Ok(Err(node))
     }
 
@@ -348,11 +342,19 @@ impl<T> Receiver<T> {
             Ok(Err(node)) => node,
             Err(()) => return Err(RecvTimeoutError::Disconnected),
         };
-        let state = node.block_until(deadline_after(timeout), || self.withdraw(&node));
+        let state = node.block_under_until(
+            deadline_after(timeout),
+            &self.chan.state,
+            |st| {
+                st.recv_waiters.remove(&node);
+                Woken::new()
+            },
+            |st| Self::hand_on_given(st, &node),
+        );
         if state == WAITING {
             let mut st = self.chan.state.lock();
             if node.is_queued() {
-                wait::remove(&mut st.recv_waiters, &node);
+                st.recv_waiters.remove(&node);
                 return Err(RecvTimeoutError::Timeout);
             }
         }
@@ -362,22 +364,27 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// A waiting receiver unwound: takes its node out of the queue, or hands on the message it was given.
-    fn withdraw(&self, node: &Arc<Waiter<T>>) {
-        let receiver = {
-            let mut st = self.chan.state.lock();
-            if node.is_queued() {
-                wait::remove(&mut st.recv_waiters, node);
-                None
-            } else {
-                // Handed a message but dropped before running: it goes to the next in line.
-                let value = node.slot.lock().take();
-                value.and_then(|value| st.give_back(value))
-            }
-        };
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+    /// Waits until `node` is given a message or the channel disconnects; if unwound meanwhile, takes the node
+    /// out of the queue, or hands on the message it was given.
+    fn block(&self, node: &Arc<Waiter<T>>) {
+        node.block_under(
+            &self.chan.state,
+            |st| {
+                st.recv_waiters.remove(node);
+                Woken::new()
+            },
+            |st| Self::hand_on_given(st, node),
+        );
+    }
+
+    /// A waiting receiver that was handed a message but dropped before running: the message goes to the next
+    /// in line. Returns the receiver to wake.
+    fn hand_on_given(st: &mut State<T>, node: &Waiter<T>) -> Woken<T> {
+        let value = node.slot.lock().take();
+        value
+            .and_then(|value| st.give_back(value))
+            .into_iter()
+            .collect()
     }
 
     /// Receives a message if one is ready (queued, or offered by a waiting sender).
@@ -442,18 +449,15 @@ impl<T> Clone for Receiver<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let closed: Vec<_> = {
+        let closed = {
             let mut st = self.chan.state.lock();
             st.senders -= 1;
             if st.senders > 0 {
                 return;
             }
-            for node in &st.recv_waiters {
-                let _ = node.set(CLOSED);
-            }
-            st.recv_waiters.drain(..).collect()
+            st.recv_waiters.drain(CLOSED)
         };
-        wait::wake_all(closed);
+        crate::wait::wake_all(closed);
     }
 }
 
@@ -465,17 +469,11 @@ impl<T> Drop for Receiver<T> {
             if st.receivers > 0 {
                 return;
             }
-            for node in &st.send_waiters {
-                let _ = node.set(CLOSED);
-            }
-            (
-                st.send_waiters.drain(..).collect(),
-                std::mem::take(&mut st.buf),
-            )
+            (st.send_waiters.drain(CLOSED), std::mem::take(&mut st.buf))
         };
         // The messages' destructors run outside the channel's lock.
         drop(dropped);
-        wait::wake_all(closed);
+        crate::wait::wake_all(closed);
     }
 }
 
@@ -752,22 +750,23 @@ impl Error for TryRecvError {}
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::wait::WOKEN;
 
     fn state<T>() -> State<T> {
         State {
             buf: VecDeque::new(),
             senders: 1,
             receivers: 1,
-            recv_waiters: VecDeque::new(),
-            send_waiters: VecDeque::new(),
+            recv_waiters: WaitQueue::default(),
+            send_waiters: WaitQueue::default(),
         }
     }
 
     #[test]
     fn a_rendezvous_takes_the_message_from_the_waiting_sender() {
         let mut st = state();
-        let sender = Waiter::for_current("test", Outside::Park, Some(5));
-        st.send_waiters.push_back(sender.clone());
+        let sender = Waiter::for_thread(Some(5));
+        st.send_waiters.push((), sender.clone());
         let (value, woken) = st.take().unwrap();
         assert_eq!(value, 5);
         assert!(Arc::ptr_eq(&woken.unwrap(), &sender));
@@ -780,8 +779,8 @@ mod tests {
     fn taking_from_a_full_buffer_moves_a_waiting_senders_message_in_behind() {
         let mut st = state();
         st.buf.extend([1, 2]);
-        let sender = Waiter::for_current("test", Outside::Park, Some(3));
-        st.send_waiters.push_back(sender.clone());
+        let sender = Waiter::for_thread(Some(3));
+        st.send_waiters.push((), sender.clone());
         assert_eq!(st.take().unwrap().0, 1);
         assert_eq!(st.buf, [2, 3]);
         assert_eq!(sender.state(), WOKEN);
@@ -790,8 +789,8 @@ mod tests {
     #[test]
     fn offer_prefers_a_waiting_receiver_and_respects_capacity() {
         let mut st = state();
-        let receiver = Waiter::for_current("test", Outside::Park, None);
-        st.recv_waiters.push_back(receiver.clone());
+        let receiver = Waiter::for_thread(None);
+        st.recv_waiters.push((), receiver.clone());
         assert!(matches!(st.offer(Some(0), 9), Offer::Done(Some(_))));
         assert_eq!(*receiver.slot.lock(), Some(9));
         assert!(matches!(st.offer(Some(0), 10), Offer::Full(10)));

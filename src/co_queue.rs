@@ -1,12 +1,12 @@
 //! [`CoQueue`]: a condition variable for coroutines (QEMU's `CoQueue`).
 
-use std::collections::VecDeque;
 use std::fmt;
 
 use crate::coroutine::in_coroutine;
 use crate::lock::Relock;
+use crate::runloop;
 use crate::sync::{Arc, Mutex};
-use crate::wait::{self, Outside, Waiter};
+use crate::wait::{self, Outside, WaitQueue, Waiter};
 
 /// A queue of coroutines waiting for a condition (QEMU's `CoQueue`): [`wait`](CoQueue::wait) releases a lock,
 /// suspends the coroutine until [`notify_one`](CoQueue::notify_one) or [`notify_all`](CoQueue::notify_all)
@@ -43,7 +43,7 @@ use crate::wait::{self, Outside, Waiter};
 /// ```
 #[derive(Default)]
 pub struct CoQueue {
-    waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    waiters: Mutex<WaitQueue>,
 }
 
 impl CoQueue {
@@ -78,16 +78,8 @@ impl CoQueue {
 
     /// Wakes the coroutine that has waited longest (`qemu_co_queue_next`). Returns whether there was one.
     pub fn notify_one(&self) -> bool {
-        let node = {
-            let mut waiters = self.waiters.lock();
-            // Dead waiters (see `wait::DEAD`) are skipped.
-            let mut node = waiters.pop_front();
-            while let Some(dead) = node.take_if(|n| !n.set(wait::WOKEN)) {
-                drop(dead);
-                node = waiters.pop_front();
-            }
-            node
-        };
+        // Dead waiters (see `wait::DEAD`) are skipped.
+        let node = self.waiters.lock().pop(wait::WOKEN);
         match node {
             Some(node) => {
                 node.wake();
@@ -100,11 +92,7 @@ impl CoQueue {
     /// Wakes every waiting coroutine, in the order they began waiting (`qemu_co_queue_restart_all`). Returns
     /// how many.
     pub fn notify_all(&self) -> usize {
-        let all: Vec<_> = {
-            let mut waiters = self.waiters.lock();
-            waiters.retain(|node| node.set(wait::WOKEN));
-            waiters.drain(..).collect()
-        };
+        let all = self.waiters.lock().drain(wait::WOKEN);
         let n = all.len();
         wait::wake_all(all);
         n
@@ -119,22 +107,21 @@ impl CoQueue {
         if !in_coroutine() {
             panic!("cothread: {op} called outside a coroutine");
         }
-        let node = Waiter::for_current(op, Outside::Panic, None);
-        self.waiters.lock().push_back(node.clone());
+        let node = runloop::waiter(op, Outside::Panic, None);
+        self.waiters.lock().push((), node.clone());
         node
     }
 
     fn block(&self, node: &Arc<Waiter>) {
-        let state = node.block(|| {
-            let mut waiters = self.waiters.lock();
-            if node.is_queued() {
-                wait::remove(&mut waiters, node);
-            } else {
-                // Notified but dropped before running: the notification goes to the next waiter.
-                drop(waiters);
-                self.notify_one();
-            }
-        });
+        let state = node.block_under(
+            &self.waiters,
+            |waiters| {
+                waiters.remove(node);
+                Vec::new()
+            },
+            // Notified but dropped before running: the notification goes to the next waiter.
+            |waiters| waiters.pop(wait::WOKEN).into_iter().collect(),
+        );
         // A caller re-checks its condition and waits again: returning would spin.
         if state == wait::DROPPED {
             crate::coroutine::abandon_current();

@@ -6,13 +6,13 @@
 //! mutex, an `Arc` shared by the readers of the read-write lock), so guards need no `unsafe` and can be held
 //! across yields.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use crate::coroutine::{current, in_coroutine};
+use crate::runloop;
 use crate::sync::{Arc, Mutex};
-use crate::wait::{self, Outside, Waiter};
+use crate::wait::{self, Outside, WaitQueue, Waiter, Woken};
 
 /// Guards that [`CoQueue::wait`](crate::CoQueue::wait) can release while it waits and take back afterwards
 /// (the role of QEMU's `QemuLockable` in `qemu_co_queue_wait`): [`CoMutexGuard`], [`CoRwLockReadGuard`] and
@@ -74,7 +74,7 @@ struct MutexState<T> {
     /// The id of the holding coroutine (0: a thread outside coroutines, via `try_lock`). Meaningful while
     /// `locked`.
     holder: u64,
-    waiters: VecDeque<Arc<Waiter>>,
+    waiters: WaitQueue,
     /// The value, while no guard has it: always when unlocked, and while handed to a waiter that has not run.
     value: Option<Box<T>>,
 }
@@ -94,7 +94,7 @@ impl<T> CoMutex<T> {
             state: Mutex::new(MutexState {
                 locked: false,
                 holder: 0,
-                waiters: VecDeque::new(),
+                waiters: WaitQueue::default(),
                 value: Some(Box::new(value)),
             }),
         }
@@ -159,26 +159,27 @@ impl<T> CoMutex<T> {
                 st.holder = me;
                 return Self::take_value(&mut st);
             }
-            let node = Waiter::for_current("CoMutex::lock()", Outside::Panic, None);
-            st.waiters.push_back(node.clone());
+            let node = runloop::waiter("CoMutex::lock()", Outside::Panic, None);
+            // Planted bug (loom-tests/README.md): the waiter lets go of the lock between its check and its
+            // registration, so a release in between finds nobody to hand the lock to.
+            #[cfg(cothread_planted_bug = "register_after_unlock")]
+            let mut st = {
+                drop(st);
+                self.state.lock()
+            };
+            st.waiters.push((), node.clone());
             node
         };
         // Woken means handed the lock: `holder` is already us.
-        let state = node.block(|| {
-            let next = {
-                let mut st = self.state.lock();
-                if node.is_queued() {
-                    wait::remove(&mut st.waiters, &node);
-                    None
-                } else {
-                    // Handed the lock but dropped before running: pass it on.
-                    Self::hand_on(&mut st)
-                }
-            };
-            if let Some(next) = next {
-                next.wake();
-            }
-        });
+        let state = node.block_under(
+            &self.state,
+            |st| {
+                st.waiters.remove(&node);
+                Vec::new()
+            },
+            // Handed the lock but dropped before running: pass it on.
+            |st| Self::hand_on(st).into_iter().collect(),
+        );
         if state == wait::DROPPED {
             crate::coroutine::abandon_current();
         }
@@ -210,14 +211,9 @@ impl<T> CoMutex<T> {
     /// Unlocks, or gives the lock to the first waiter; returns the waiter to wake.
     fn hand_on(st: &mut MutexState<T>) -> Option<Arc<Waiter>> {
         // Dead waiters (see `wait::DEAD`) are skipped.
-        let mut next = st.waiters.pop_front();
-        while let Some(dead) = next.take_if(|n| !n.set(wait::WOKEN)) {
-            drop(dead);
-            next = st.waiters.pop_front();
-        }
-        match next {
+        match st.waiters.pop(wait::WOKEN) {
             Some(next) => {
-                st.holder = next.task().map_or(0, |t| t.id());
+                st.holder = next.waiter_id();
                 Some(next)
             }
             None => {
@@ -356,36 +352,27 @@ enum Want {
 struct RwState {
     readers: usize,
     writer: bool,
-    queue: VecDeque<(Want, Arc<Waiter>)>,
+    queue: WaitQueue<(), Want>,
 }
 
 impl RwState {
     /// Admits the waiters at the head of the queue that can go now; returns them, to wake.
-    fn admit(&mut self) -> Vec<Arc<Waiter>> {
+    fn admit(&mut self) -> Woken<()> {
         let mut woken = Vec::new();
-        if self.writer {
-            return woken;
-        }
-        while let Some((want, node)) = self.queue.front() {
-            let want = *want;
-            if want == Want::Write && self.readers > 0 {
-                break;
-            }
-            // A dead waiter (see `wait::DEAD`) is skipped; a live one is granted.
-            let granted = node.set(wait::WOKEN);
-            let Some((_, node)) = self.queue.pop_front() else {
+        // Dead waiters (see `wait::DEAD`) are skipped; a writer is admitted alone, and stops the admission.
+        while !self.writer {
+            let readers = self.readers;
+            let Some((want, node)) = self
+                .queue
+                .pop_if(wait::WOKEN, |want| want == Want::Read || readers == 0)
+            else {
                 break;
             };
-            if granted {
-                match want {
-                    Want::Read => self.readers += 1,
-                    Want::Write => self.writer = true,
-                }
-                woken.push(node);
-                if want == Want::Write {
-                    break;
-                }
+            match want {
+                Want::Read => self.readers += 1,
+                Want::Write => self.writer = true,
             }
+            woken.push(node);
         }
         woken
     }
@@ -422,7 +409,7 @@ impl<T> CoRwLock<T> {
             state: Mutex::new(RwState {
                 readers: 0,
                 writer: false,
-                queue: VecDeque::new(),
+                queue: WaitQueue::default(),
             }),
             data: Mutex::new(Some(Arc::new(value))),
         }
@@ -493,11 +480,11 @@ impl<T> CoRwLock<T> {
                 st.writer = true;
                 (None, Vec::new())
             } else {
-                let node = Waiter::for_current("CoRwLock::upgrade()", Outside::Panic, None);
+                let node = runloop::waiter("CoRwLock::upgrade()", Outside::Panic, None);
                 // Our clone of the value goes before any writer can be admitted.
                 guard.data = None;
                 st.readers -= 1;
-                st.queue.push_back((Want::Write, node.clone()));
+                st.queue.push(Want::Write, node.clone());
                 (Some(node), st.admit())
             }
         };
@@ -561,8 +548,8 @@ impl<T> CoRwLock<T> {
                 }
                 return;
             }
-            let node = Waiter::for_current(op, Outside::Panic, None);
-            st.queue.push_back((want, node.clone()));
+            let node = runloop::waiter(op, Outside::Panic, None);
+            st.queue.push(want, node.clone());
             node
         };
         self.wait_granted(&node, want);
@@ -570,21 +557,18 @@ impl<T> CoRwLock<T> {
 
     /// Waits until `node` (queued for `want`) is admitted.
     fn wait_granted(&self, node: &Arc<Waiter>, want: Want) {
-        let state = node.block(|| {
-            let woken = {
-                let mut st = self.state.lock();
-                if node.is_queued() {
-                    if let Some(i) = st.queue.iter().position(|(_, n)| Arc::ptr_eq(n, node)) {
-                        st.queue.remove(i);
-                    }
-                } else {
-                    st.release(want);
-                }
-                // Leaving the queue (or the lock) may let the next waiters in.
+        let state = node.block_under(
+            &self.state,
+            // Leaving the queue (or the lock) may let the next waiters in.
+            |st| {
+                st.queue.remove(node);
                 st.admit()
-            };
-            wait::wake_all(woken);
-        });
+            },
+            |st| {
+                st.release(want);
+                st.admit()
+            },
+        );
         if state == wait::DROPPED {
             crate::coroutine::abandon_current();
         }
@@ -732,7 +716,7 @@ mod tests {
     use super::*;
 
     fn node() -> Arc<Waiter> {
-        Waiter::for_current("test", Outside::Park, None)
+        Waiter::for_thread(None)
     }
 
     #[test]
@@ -740,14 +724,14 @@ mod tests {
         let mut st = RwState {
             readers: 0,
             writer: false,
-            queue: VecDeque::new(),
+            queue: WaitQueue::default(),
         };
         let nodes: Vec<_> = (0..4).map(|_| node()).collect();
         for (want, n) in [Want::Read, Want::Read, Want::Write, Want::Read]
             .into_iter()
             .zip(&nodes)
         {
-            st.queue.push_back((want, n.clone()));
+            st.queue.push(want, n.clone());
         }
         let woken = st.admit();
         assert_eq!(woken.len(), 2);
@@ -772,12 +756,12 @@ mod tests {
         let mut st = MutexState::<()> {
             locked: true,
             holder: 7,
-            waiters: VecDeque::new(),
+            waiters: WaitQueue::default(),
             value: None,
         };
         let (a, b) = (node(), node());
-        st.waiters.push_back(a.clone());
-        st.waiters.push_back(b.clone());
+        st.waiters.push((), a.clone());
+        st.waiters.push((), b.clone());
         let next = CoMutex::<()>::hand_on(&mut st).unwrap();
         assert!(Arc::ptr_eq(&next, &a));
         assert!(st.locked, "handed over, not released");

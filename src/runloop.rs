@@ -54,7 +54,7 @@
 //! Everything the two sides share goes through the crate's `Mutex` and atomics: on the thread backend a task
 //! runs on a thread of its own, and wake-ups can come from any thread.
 //!
-//! A task that calls plain [`yield_now`] is suspended until something wakes it (an explicit
+//! A task that calls plain [`yield_now`](crate::yield_now) is suspended until something wakes it (an explicit
 //! [`wake`], or a primitive it waits on); [`yield_to_loop`] instead lets the other runnable tasks run and comes
 //! back. Being entered does not prove that the awaited thing happened (anybody may [`wake`] a task): the
 //! primitives check, and wait again if not.
@@ -82,57 +82,30 @@
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
-use crate::coroutine::{Builder, Coroutine, CoroutineRef, current, yield_now};
-use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use crate::coroutine::{Builder, Coroutine, CoroutineRef};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{CLOSED, Outside, WAITING, WOKEN, Waiter};
 
 #[cfg(not(loom))]
 mod bridge;
 mod idle;
 #[cfg(all(any(unix, windows), not(loom)))]
 pub(crate) mod readiness;
+mod task;
+mod timer;
 
 #[cfg(not(loom))]
 pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
-
-/// A coroutine spawned on a loop, as the wait queues and the registry see it.
-pub(crate) struct Task {
-    co: CoroutineRef,
-    id: u64,
-    home: Arc<Shared>,
-    /// In `runnable` or `front` (or about to be entered). Read and written only under `home.state`'s lock.
-    scheduled: AtomicBool,
-    /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]). Under `home.state`'s lock.
-    via_front: AtomicBool,
-    /// The state of the wait the task is in, if any (set by [`Waiter::block`]), for the loop's drop to
-    /// withdraw it ([`crate::wait::withdraw`]).
-    waiting: Mutex<Option<Arc<AtomicU32>>>,
-}
-
-/// How many tasks in a row the loop enters because the task before woke them (QEMU's `co_queue_wakeup`
-/// order). Past that, wake-ups go to the tail until a task from the run queue has run, so that tasks waking
-/// each other in a ring cannot starve the rest of the loop. (Tokio bounds its "LIFO slot" for the same
-/// reason.)
-pub const MAX_WAKE_CHAIN: u32 = 16;
-
-impl Task {
-    /// The id of the task's coroutine.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Records the wait the task is in (or that it no longer waits).
-    pub(crate) fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
-        *self.waiting.lock() = state;
-    }
-}
+use task::{IdHasher, Task, find, register, unregister};
+pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
+pub(crate) use task::{current_task, waiter};
+use timer::{Timer, fire_due_timers};
+pub use timer::{end_sleep, sleep, sleep_until};
 
 /// The part of a loop that wakers on any thread reach.
 struct Shared {
@@ -173,303 +146,6 @@ struct State {
     closed: bool,
     /// Live [`KeepAlive`]s.
     keep_alive: usize,
-}
-
-impl State {
-    /// Adds a timer: at `deadline` the loop sets `node` [`WOKEN`] (unless it no longer waits) and schedules
-    /// `task`.
-    fn add_timer(&mut self, deadline: Instant, node: Arc<Waiter>, task: Arc<Task>) {
-        self.timer_seq += 1;
-        let seq = self.timer_seq;
-        self.timers.push(Timer {
-            deadline,
-            seq,
-            node,
-            task,
-        });
-    }
-}
-
-/// One pending [`sleep`] (or a timed wait's alarm).
-struct Timer {
-    deadline: Instant,
-    seq: u64,
-    node: Arc<Waiter>,
-    task: Arc<Task>,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Timer) -> bool {
-        (self.deadline, self.seq) == (other.deadline, other.seq)
-    }
-}
-
-impl Eq for Timer {}
-
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Timer {
-    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest deadline first.
-    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
-        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
-    }
-}
-
-/// Every live task of every loop, by coroutine id, so that code inside a coroutine can find its loop
-/// ([`current_task`]) and [`wake`] can find a handle's. Sharded to keep unrelated loops apart.
-struct Registry {
-    shards: [Mutex<TaskMap>; SHARDS],
-}
-
-const SHARDS: usize = 16;
-
-/// Tasks by coroutine id. Ids are distinct integers handed out in sequence: a multiplicative hash spreads
-/// them well enough, at a fraction of SipHash's cost.
-type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-impl Registry {
-    fn shard(&self, id: u64) -> &Mutex<TaskMap> {
-        // `id % SHARDS` is below SHARDS, so the cast cannot truncate.
-        &self.shards[(id % SHARDS as u64) as usize]
-    }
-}
-
-crate::sync::global! {
-    static REGISTRY: Registry = Registry {
-        shards: std::array::from_fn(|_| Mutex::new(TaskMap::default())),
-    };
-}
-
-/// The task record of the coroutine the caller runs in, if that coroutine was spawned on a loop.
-pub(crate) fn current_task() -> Option<Arc<Task>> {
-    let id = current()?.id();
-    REGISTRY.shard(id).lock().get(&id).cloned()
-}
-
-/// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
-/// `co_queue_wakeup`), else at the tail of the run queue, waking the loop's thread if it sleeps. Does nothing
-/// if the task is already scheduled.
-pub(crate) fn schedule(task: &Arc<Task>) {
-    let waker = current().map(|c| c.id());
-    let mut st = task.home.state.lock();
-    if task.scheduled.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    if st.running != 0 && waker == Some(st.running) && st.chain < MAX_WAKE_CHAIN {
-        task.via_front.store(true, Ordering::Relaxed);
-        st.front.push(task.clone());
-    } else {
-        st.runnable.push_back(task.clone());
-        task.home.wake_loop(&mut st);
-    }
-}
-
-/// Makes the coroutine `co` runnable on the loop it was spawned on (QEMU's `aio_co_wake`). Returns `false`
-/// (and does nothing) if `co` is not a task of a loop, or has finished.
-///
-/// Called from the task that the loop is running, `co` is entered right after that task yields or finishes
-/// (within [`MAX_WAKE_CHAIN`]);
-/// from anywhere else, `co` goes to the tail of its loop's run queue and the loop's thread is woken if it
-/// sleeps. Waking a task that is already runnable does nothing; waking one that waits on a primitive enters it
-/// once, and the primitive makes it wait again.
-///
-/// ```
-/// use cothread::{runloop, yield_now, RunLoop};
-///
-/// let mut rl = RunLoop::new();
-/// let task = rl.spawn(|| {
-///     yield_now(); // suspended until woken
-///     "woken"
-/// });
-/// assert_eq!(rl.run_until_stalled(), 1);
-/// assert!(runloop::wake(task.coroutine()));
-/// rl.run();
-/// assert_eq!(task.take(), Some("woken"));
-/// ```
-pub fn wake(co: &CoroutineRef) -> bool {
-    let id = co.id();
-    let task = REGISTRY.shard(id).lock().get(&id).cloned();
-    match task {
-        Some(task) => {
-            schedule(&task);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Puts the calling task at the tail of its loop's run queue and yields, so that the other runnable tasks run
-/// first (`aio_co_schedule(ctx, self)` then `qemu_coroutine_yield()`).
-///
-/// # Panics
-/// If the caller is not a coroutine spawned on a [`RunLoop`].
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// use cothread::{runloop, RunLoop};
-///
-/// let log = Arc::new(Mutex::new(Vec::new()));
-/// let mut rl = RunLoop::new();
-/// for name in ["a", "b"] {
-///     let log = log.clone();
-///     rl.spawn(move || {
-///         for i in 0..2 {
-///             log.lock().unwrap().push(format!("{name}{i}"));
-///             runloop::yield_to_loop();
-///         }
-///     });
-/// }
-/// rl.run();
-/// assert_eq!(*log.lock().unwrap(), ["a0", "b0", "a1", "b1"]);
-/// ```
-pub fn yield_to_loop() {
-    let Some(task) = current_task() else {
-        panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
-    };
-    {
-        let mut st = task.home.state.lock();
-        if !task.scheduled.swap(true, Ordering::Relaxed) {
-            st.runnable.push_back(task.clone());
-        }
-    }
-    yield_now();
-}
-
-/// Suspends the calling task for at least `duration` (QEMU's `qemu_co_sleep_ns`); its loop enters it again
-/// once the time has passed. See [`sleep_until`].
-///
-/// # Panics
-/// If the caller is not a coroutine spawned on a [`RunLoop`] (outside coroutines, use
-/// `std::thread::sleep`).
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use cothread::{runloop, RunLoop};
-///
-/// let mut rl = RunLoop::new();
-/// let start = Instant::now();
-/// let slept = rl.spawn(move || {
-///     runloop::sleep(Duration::from_millis(5));
-///     start.elapsed()
-/// });
-/// rl.run();
-/// assert!(slept.take().unwrap() >= Duration::from_millis(5));
-/// ```
-pub fn sleep(duration: Duration) {
-    // A deadline beyond what `Instant` can hold never comes: the task then waits for an explicit wake.
-    sleep_deadline("sleep()", Instant::now().checked_add(duration));
-}
-
-/// Suspends the calling task until `deadline` has passed; its loop enters it again then. Pending sleeps end
-/// in deadline order, those with equal deadlines in the order they began. A deadline in the past still yields
-/// to the loop once (behind the tasks already runnable).
-///
-/// # Panics
-/// If the caller is not a coroutine spawned on a [`RunLoop`].
-pub fn sleep_until(deadline: Instant) {
-    sleep_deadline("sleep_until()", Some(deadline));
-}
-
-/// Ends the pending [`sleep`] of the task `co` now (QEMU's `qemu_co_sleep_wake`): its loop enters it as if
-/// the time had passed. Returns whether `co` was sleeping (a sleep with a deadline too far to represent
-/// cannot be ended). A task in a timed channel wait (`recv_timeout`, `send_timeout`) counts as sleeping: that
-/// wait then times out at once.
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use cothread::{runloop, RunLoop};
-///
-/// let mut rl = RunLoop::new();
-/// let start = Instant::now();
-/// let sleeper = rl.spawn(move || {
-///     runloop::sleep(Duration::from_secs(3600));
-///     start.elapsed()
-/// });
-/// let co = sleeper.coroutine().clone();
-/// rl.spawn(move || assert!(runloop::end_sleep(&co)));
-/// rl.run();
-/// assert!(sleeper.take().unwrap() < Duration::from_secs(3600));
-/// ```
-pub fn end_sleep(co: &CoroutineRef) -> bool {
-    let id = co.id();
-    let Some(task) = REGISTRY.shard(id).lock().get(&id).cloned() else {
-        return false;
-    };
-    {
-        let st = task.home.state.lock();
-        let sleeping = st
-            .timers
-            .iter()
-            .find(|t| t.task.id == id && t.node.state() == WAITING);
-        match sleeping {
-            // The timer stays in the heap: the loop drops it when it comes up, its node no longer waiting.
-            Some(timer) if timer.node.set(WOKEN) => {}
-            _ => return false,
-        }
-    }
-    schedule(&task);
-    true
-}
-
-/// An alarm for `task` at `deadline`: when it passes, the loop sets the returned node [`WOKEN`] and enters
-/// the task (a timed wait's time-out). [`disarm`] it when the wait ends first.
-#[cfg(not(loom))]
-pub(crate) fn alarm(task: &Arc<Task>, deadline: Instant) -> Arc<Waiter> {
-    let node = Waiter::for_current("a timed wait", Outside::Panic, None);
-    task.home
-        .state
-        .lock()
-        .add_timer(deadline, node.clone(), task.clone());
-    node
-}
-
-/// Cancels an [`alarm`] that has not gone off: the loop then drops its timer when it comes up.
-#[cfg(not(loom))]
-pub(crate) fn disarm(task: &Task, alarm: &Waiter) {
-    let _st = task.home.state.lock();
-    let _ = alarm.set(CLOSED);
-}
-
-fn sleep_deadline(op: &str, deadline: Option<Instant>) {
-    let node: Arc<Waiter> = Waiter::for_current(op, Outside::Panic, None);
-    let Some(task) = node.task().cloned() else {
-        // `Outside::Panic` leaves only tasks.
-        return;
-    };
-    if let Some(deadline) = deadline {
-        task.home
-            .state
-            .lock()
-            .add_timer(deadline, node.clone(), task.clone());
-    }
-    node.block(|| {
-        // Dropped while asleep: the loop skips a timer whose node no longer waits.
-        let _st = task.home.state.lock();
-        let _ = node.set(CLOSED);
-    });
 }
 
 /// A loop that runs coroutines: it owns the coroutines spawned onto it and enters the runnable ones in FIFO
@@ -617,7 +293,7 @@ where
         via_front: AtomicBool::new(false),
         waiting: Mutex::new(None),
     });
-    REGISTRY.shard(id).lock().insert(id, task.clone());
+    register(&task);
     Ok((co, task, JoinHandle { co: handle, result }))
 }
 
@@ -631,7 +307,7 @@ where
     let mut st = home.state.lock();
     if st.closed {
         drop(st);
-        REGISTRY.shard(task.id).lock().remove(&task.id);
+        unregister(task.id);
         drop(co);
         return Ok(handle);
     }
@@ -858,7 +534,7 @@ impl RunLoop {
             }
             if finished {
                 self.coroutines.remove(&task.id);
-                REGISTRY.shard(task.id).lock().remove(&task.id);
+                unregister(task.id);
             }
             if let Err(payload) = outcome {
                 panic::resume_unwind(payload);
@@ -939,29 +615,6 @@ impl RunLoop {
     }
 }
 
-/// Fires the timers that are due (their tasks go to the tail of the run queue); returns the earliest deadline
-/// still pending.
-fn fire_due_timers(st: &mut State) -> Option<Instant> {
-    st.timers.peek()?;
-    let now = Instant::now();
-    while let Some(timer) = st.timers.peek() {
-        if timer.node.state() != WAITING {
-            st.timers.pop();
-            continue;
-        }
-        if timer.deadline > now {
-            return Some(timer.deadline);
-        }
-        if let Some(timer) = st.timers.pop()
-            && timer.node.set(WOKEN)
-            && !timer.task.scheduled.swap(true, Ordering::Relaxed)
-        {
-            st.runnable.push_back(timer.task);
-        }
-    }
-    None
-}
-
 impl Drop for RunLoop {
     fn drop(&mut self) {
         {
@@ -979,7 +632,7 @@ impl Drop for RunLoop {
         // without being unwound (a native task on another thread, or under `panic = "abort"`); those that are
         // unwound take their (withdrawn) nodes out of the queues themselves.
         for id in &ids {
-            let task = REGISTRY.shard(*id).lock().get(id).cloned();
+            let task = find(*id);
             if let Some(state) = task.and_then(|task| task.waiting.lock().take()) {
                 crate::wait::withdraw(&state);
             }
@@ -987,7 +640,7 @@ impl Drop for RunLoop {
         for id in ids {
             let co = self.coroutines.remove(&id);
             drop(co);
-            REGISTRY.shard(id).lock().remove(&id);
+            unregister(id);
         }
         // Break the cycles task -> loop -> queues -> task.
         let mut st = self.shared.state.lock();
@@ -1004,38 +657,5 @@ impl fmt::Debug for RunLoop {
         f.debug_struct("RunLoop")
             .field("tasks", &self.coroutines.len())
             .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for Task {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task")
-            .field("co", &self.co)
-            .finish_non_exhaustive()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timers_pop_earliest_first_and_equal_deadlines_in_order() {
-        let mut rl = RunLoop::new();
-        let h = rl.spawn(|| ());
-        let task = REGISTRY.shard(h.coroutine().id()).lock()[&h.coroutine().id()].clone();
-        let now = Instant::now();
-        let mut heap = BinaryHeap::new();
-        for (seq, ms) in [(1, 30), (2, 10), (3, 20), (4, 10)] {
-            heap.push(Timer {
-                deadline: now + Duration::from_millis(ms),
-                seq,
-                node: Waiter::for_current("test", Outside::Park, None),
-                task: task.clone(),
-            });
-        }
-        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|t| t.seq)).collect();
-        assert_eq!(order, [2, 4, 3, 1]);
-        rl.run();
     }
 }

@@ -1,24 +1,32 @@
-//! Wait nodes: how a coroutine on a [`RunLoop`](crate::RunLoop), or a thread outside coroutines, waits for a
-//! synchronisation primitive and is woken by it.
+//! Wait nodes and the one wait queue: how a coroutine on a [`RunLoop`](crate::RunLoop), or a thread outside
+//! coroutines, waits for a synchronisation primitive and is woken by it. Every primitive that makes its caller
+//! wait (`CoQueue`, `CoMutex`, `CoRwLock`, both channel directions, `sleep`) follows the one protocol here.
 //!
-//! A waiter makes a [`Waiter`] for itself, puts it in the primitive's queue while holding the primitive's lock,
-//! releases the lock and calls [`Waiter::block`]. A waker, holding the primitive's lock, takes the node out of
-//! the queue, gives it what it waited for (the lock, a message, a notification) and calls [`Waiter::set`];
-//! after releasing the primitive's lock it calls [`Waiter::wake`], which schedules the coroutine on its loop
-//! (or unparks the thread). Every change of a node's state happens under the lock of the primitive whose queue
-//! holds it, but one: a loop dropped without unwinding its tasks marks their waits [`DEAD`] (a compare-exchange
-//! from [`WAITING`], which a waker's [`Waiter::set`] also is, so exactly one of them wins) and wakers skip them.
-//! The waiter reads the state without that lock (an atomic), after it has been entered again.
+//! The protocol. A waiter gets a [`Waiter`] for itself (from the run loop, which knows the calling task:
+//! `runloop::waiter`), puts it in the primitive's [`WaitQueue`] while holding the primitive's lock, releases
+//! the lock and calls [`Waiter::block_under`]. A waker, holding the primitive's lock, pops the node out of the
+//! queue and marks it woken ([`WaitQueue::pop_if`], [`WaitQueue::give`], [`WaitQueue::take_given`],
+//! [`WaitQueue::drain`]), handing it what it waited for (the lock, a message, a notification); after releasing
+//! the lock it calls [`Waiter::wake`] (or [`wake_all`]), which schedules the coroutine on its loop (or unparks
+//! the thread). The cancel rule: a waiter unwound while it waits (its coroutine dropped) takes, under the
+//! primitive's lock, its node out of the queue if it is still there, or else passes on what it was given.
+//!
+//! Every change of a node's state happens under the lock of the primitive whose queue holds it, but one: a
+//! loop dropped without unwinding its tasks marks their waits [`DEAD`] (a compare-exchange from [`WAITING`],
+//! which a waker's [`Waiter::set`] also is, so exactly one of them wins) and wakers skip them. The waiter reads
+//! the state without that lock (an atomic), after it has been entered again.
 //!
 //! A coroutine can be entered while its node still says [`WAITING`] (somebody called
-//! [`wake`](crate::runloop::wake) on it for another reason): [`Waiter::block`] then yields again. If the
-//! coroutine is dropped while it waits (its loop was dropped), the forced unwind runs the primitive's cancel
-//! closure, which takes the node out of the queue or, if it had already been given something, passes that on.
+//! `runloop::wake` on it for another reason): [`Waiter::block`] then yields again.
+//!
+//! Who is woken is behind [`Wake`], which the run loop's tasks implement: this module does not know the loop.
 
+use std::collections::VecDeque;
 use std::fmt;
+#[cfg(not(loom))]
+use std::time::Instant;
 
-use crate::coroutine::{current_is_dropped, in_coroutine, yield_now};
-use crate::runloop::{self, Task};
+use crate::coroutine::{current_is_dropped, yield_now};
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::{Arc, Condvar, Mutex};
 
@@ -38,6 +46,24 @@ pub(crate) const DEAD: u32 = 4;
 /// [`abandon_current`](crate::coroutine::abandon_current). See the crate documentation, "Rules".
 pub(crate) const DROPPED: u32 = 3;
 
+/// A wake handle: what a waiting coroutine leaves in its node so that a waker can make it run again. The run
+/// loop's task records (`Arc<Task>`) implement it. (A node boxes its handle: loom's `Arc` cannot be coerced to
+/// `Arc<dyn Wake>`.)
+pub(crate) trait Wake: Send + Sync {
+    /// Makes the coroutine runnable again (schedules it on its loop).
+    fn wake(&self);
+    /// The id of the waiting coroutine.
+    fn id(&self) -> u64;
+    /// Records the state of the wait the coroutine is in (`None`: it no longer waits), for [`withdraw`].
+    fn set_waiting(&self, state: Option<Arc<AtomicU32>>);
+    /// An alarm at `deadline`: when it passes, the returned node is set [`WOKEN`] and the coroutine woken.
+    #[cfg(not(loom))]
+    fn alarm(&self, deadline: Instant) -> Arc<Waiter>;
+    /// Cancels an [`alarm`](Wake::alarm) that has not gone off.
+    #[cfg(not(loom))]
+    fn disarm(&self, alarm: &Waiter);
+}
+
 /// One wait of one coroutine (or thread). `slot` carries a value between the two sides (channels).
 pub(crate) struct Waiter<T = ()> {
     /// Shared with the waiting task while it waits (see [`withdraw`]).
@@ -49,7 +75,7 @@ pub(crate) struct Waiter<T = ()> {
 /// Who waits.
 enum Who {
     /// A coroutine spawned on a run loop: the loop enters it again.
-    Task(Arc<Task>),
+    Task(Box<dyn Wake>),
     /// A thread outside any coroutine: it parks.
     Thread(Parker),
 }
@@ -70,29 +96,32 @@ pub(crate) enum Outside {
 }
 
 impl<T> Waiter<T> {
-    /// A node for the caller, holding `value`. `op` names the operation for panic messages.
-    ///
-    /// # Panics
-    /// If the caller is a coroutine not spawned on a run loop (nothing would enter it again), or is outside
-    /// coroutines and `outside` is [`Outside::Panic`].
-    pub(crate) fn for_current(op: &str, outside: Outside, value: Option<T>) -> Arc<Waiter<T>> {
-        let who = if in_coroutine() {
-            match runloop::current_task() {
-                Some(task) => Who::Task(task),
-                None => panic!(
-                    "cothread: {op} has to wait, in a coroutine that was not spawned on a RunLoop: \
-                     nothing would enter it again when it is woken (spawn it with RunLoop::spawn)"
-                ),
-            }
-        } else {
-            match outside {
-                Outside::Park => Who::Thread(Parker {
-                    lock: Mutex::new(()),
-                    cvar: Condvar::new(),
-                }),
-                Outside::Panic => panic!("cothread: {op} called outside a coroutine"),
-            }
+    /// A node for a task, woken through `task`, holding `value`.
+    pub(crate) fn for_task(task: impl Wake + 'static, value: Option<T>) -> Arc<Waiter<T>> {
+        Waiter::new(Who::Task(Box::new(task)), value)
+    }
+
+    /// A node for a thread outside coroutines, which parks while it waits, holding `value`.
+    pub(crate) fn for_thread(value: Option<T>) -> Arc<Waiter<T>> {
+        let parker = Parker {
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
         };
+        Waiter::new(Who::Thread(parker), value)
+    }
+
+    /// [`for_task`](Waiter::for_task) if `task` is given, else [`for_thread`](Waiter::for_thread).
+    pub(crate) fn for_task_or_thread<W: Wake + 'static>(
+        task: Option<W>,
+        value: Option<T>,
+    ) -> Arc<Waiter<T>> {
+        match task {
+            Some(task) => Waiter::for_task(task, value),
+            None => Waiter::for_thread(value),
+        }
+    }
+
+    fn new(who: Who, value: Option<T>) -> Arc<Waiter<T>> {
         Arc::new(Waiter {
             state: Arc::new(AtomicU32::new(WAITING)),
             who,
@@ -100,11 +129,11 @@ impl<T> Waiter<T> {
         })
     }
 
-    /// The task that waits, unless a thread does.
-    pub(crate) fn task(&self) -> Option<&Arc<Task>> {
+    /// The id of the waiting coroutine; 0 for a thread outside coroutines.
+    pub(crate) fn waiter_id(&self) -> u64 {
         match &self.who {
-            Who::Task(task) => Some(task),
-            Who::Thread(_) => None,
+            Who::Task(task) => task.id(),
+            Who::Thread(_) => 0,
         }
     }
 
@@ -132,7 +161,7 @@ impl<T> Waiter<T> {
     /// Waker, after releasing the primitive's lock: makes the waiter run again.
     pub(crate) fn wake(&self) {
         match &self.who {
-            Who::Task(task) => runloop::schedule(task),
+            Who::Task(task) => task.wake(),
             Who::Thread(parker) => {
                 // Taking the lock orders this notify after the waiter's check of the state.
                 let _guard = parker.lock.lock();
@@ -145,9 +174,10 @@ impl<T> Waiter<T> {
     /// meanwhile (dropped while suspended), runs `cancel` first, which must (under the primitive's lock) take
     /// the node out of the queue if it is still waiting, or hand on what it was given. If the coroutine is
     /// being dropped (a destructor on its unwinding stack waits), runs `cancel` and returns [`DROPPED`].
+    /// Primitives with a queue use [`block_under`](Waiter::block_under), which is this with the cancel rule.
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
-            Who::Task(task) => self.block_task(task, cancel, || false),
+            Who::Task(task) => self.block_task(task.as_ref(), cancel, || false),
             Who::Thread(parker) => {
                 let mut guard = parker.lock.lock();
                 loop {
@@ -160,6 +190,54 @@ impl<T> Waiter<T> {
             }
         }
     }
+
+    /// [`block`](Waiter::block) with the cancel rule of a primitive whose state `S` is behind `lock`: if the
+    /// wait is cut short, then under `lock`, `withdraw` takes the node out of its queue if it is still there,
+    /// or else `pass_on` hands what the node was given to the next waiter; either returns the nodes to wake,
+    /// which are woken after unlocking.
+    pub(crate) fn block_under<S, U>(
+        &self,
+        lock: &Mutex<S>,
+        withdraw: impl FnOnce(&mut S) -> Woken<U>,
+        pass_on: impl FnOnce(&mut S) -> Woken<U>,
+    ) -> u32 {
+        self.block(|| self.cancel_under(lock, withdraw, pass_on))
+    }
+
+    /// [`block_until`](Waiter::block_until) with the cancel rule of [`block_under`](Waiter::block_under).
+    #[cfg(not(loom))]
+    pub(crate) fn block_under_until<S, U>(
+        &self,
+        deadline: Instant,
+        lock: &Mutex<S>,
+        withdraw: impl FnOnce(&mut S) -> Woken<U>,
+        pass_on: impl FnOnce(&mut S) -> Woken<U>,
+    ) -> u32 {
+        self.block_until(deadline, || self.cancel_under(lock, withdraw, pass_on))
+    }
+
+    /// The cancel rule: see [`block_under`](Waiter::block_under).
+    fn cancel_under<S, U>(
+        &self,
+        lock: &Mutex<S>,
+        withdraw: impl FnOnce(&mut S) -> Woken<U>,
+        pass_on: impl FnOnce(&mut S) -> Woken<U>,
+    ) {
+        let woken = {
+            let mut st = lock.lock();
+            #[cfg(not(cothread_planted_bug = "cancel_forgets_given"))]
+            let queued = self.is_queued();
+            // Planted bug (loom-tests/README.md): a cancelled waiter assumes it was never given anything.
+            #[cfg(cothread_planted_bug = "cancel_forgets_given")]
+            let queued = self.is_queued() || true;
+            if queued {
+                withdraw(&mut st)
+            } else {
+                pass_on(&mut st)
+            }
+        };
+        wake_all(woken);
+    }
 }
 
 impl<T> Waiter<T> {
@@ -167,7 +245,7 @@ impl<T> Waiter<T> {
     /// `given_up()` says to stop waiting (then returns [`WAITING`]).
     fn block_task(
         &self,
-        task: &Arc<Task>,
+        task: &dyn Wake,
         cancel: impl FnOnce(),
         given_up: impl Fn() -> bool,
     ) -> u32 {
@@ -192,12 +270,12 @@ impl<T> Waiter<T> {
     /// waits, and the caller (under the primitive's lock) takes it out of the queue, or finds it was woken
     /// meanwhile; [`DROPPED`] as `block`.
     #[cfg(not(loom))]
-    pub(crate) fn block_until(&self, deadline: std::time::Instant, cancel: impl FnOnce()) -> u32 {
+    pub(crate) fn block_until(&self, deadline: Instant, cancel: impl FnOnce()) -> u32 {
         match &self.who {
             Who::Task(task) => {
-                let alarm = runloop::alarm(task, deadline);
-                let state = self.block_task(task, cancel, || alarm.state() != WAITING);
-                runloop::disarm(task, &alarm);
+                let alarm = task.alarm(deadline);
+                let state = self.block_task(task.as_ref(), cancel, || alarm.state() != WAITING);
+                task.disarm(&alarm);
                 state
             }
             Who::Thread(parker) => {
@@ -233,21 +311,119 @@ impl<F: FnOnce()> Drop for OnUnwind<F> {
     }
 }
 
-/// Removes `node` from `queue` (by identity). Returns whether it was there.
-pub(crate) fn remove<T>(
-    queue: &mut std::collections::VecDeque<Arc<Waiter<T>>>,
-    node: &Arc<Waiter<T>>,
-) -> bool {
-    match queue.iter().position(|n| Arc::ptr_eq(n, node)) {
-        Some(i) => {
-            queue.remove(i);
-            true
+/// Nodes a waker took out of a queue under the primitive's lock, to wake after releasing it.
+pub(crate) type Woken<T> = Vec<Arc<Waiter<T>>>;
+
+/// The queue of nodes waiting for one primitive, in the order they began waiting, each with a tag `K` saying
+/// what it waits for (a read-write lock's reader or writer; `()` elsewhere). It lives in the primitive's
+/// state, so every method runs under the primitive's lock. Invariant: every node in it is [`WAITING`] or
+/// [`DEAD`]; a waker that takes a node out marks it (or skips it, if dead) in the same step.
+pub(crate) struct WaitQueue<T = (), K = ()> {
+    nodes: VecDeque<(K, Arc<Waiter<T>>)>,
+}
+
+impl<T, K> Default for WaitQueue<T, K> {
+    fn default() -> Self {
+        WaitQueue {
+            nodes: VecDeque::new(),
         }
-        None => false,
     }
 }
 
-/// Wakes every node in `nodes` (collected under a primitive's lock, woken after it was released).
+impl<T, K: Copy> WaitQueue<T, K> {
+    /// Registers `node`, waiting for `tag`, at the tail.
+    pub(crate) fn push(&mut self, tag: K, node: Arc<Waiter<T>>) {
+        self.nodes.push_back((tag, node));
+    }
+
+    /// Takes `node` out (by identity), if it is there. Returns whether it was.
+    pub(crate) fn remove(&mut self, node: &Waiter<T>) -> bool {
+        match self
+            .nodes
+            .iter()
+            .position(|(_, n)| std::ptr::eq(&**n, node))
+        {
+            Some(i) => {
+                self.nodes.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pops the first live node if `admit` accepts its tag, marking it `state`; dead nodes at the head are
+    /// dropped on the way. `None` if the queue is empty or `admit` refuses the head.
+    pub(crate) fn pop_if(
+        &mut self,
+        state: u32,
+        admit: impl Fn(K) -> bool,
+    ) -> Option<(K, Arc<Waiter<T>>)> {
+        while let Some((tag, node)) = self.nodes.front() {
+            if !admit(*tag) {
+                return None;
+            }
+            let live = node.set(state);
+            let head = self.nodes.pop_front();
+            if live {
+                return head;
+            }
+        }
+        None
+    }
+
+    /// Pops the first live node, marking it `state`.
+    pub(crate) fn pop(&mut self, state: u32) -> Option<Arc<Waiter<T>>> {
+        self.pop_if(state, |_| true).map(|(_, node)| node)
+    }
+
+    /// Empties the queue, marking every live node `state`; returns them (dead ones are dropped).
+    pub(crate) fn drain(&mut self, state: u32) -> Woken<T> {
+        self.nodes
+            .drain(..)
+            .filter_map(|(_, node)| node.set(state).then_some(node))
+            .collect()
+    }
+
+    /// Gives `value` to the first live node, marking it [`WOKEN`]; gives the value back if none waits. The
+    /// node's slot is locked across the marking and the filling, so a woken node never finds its slot empty.
+    pub(crate) fn give(&mut self, value: T) -> Result<Arc<Waiter<T>>, T> {
+        while let Some((_, node)) = self.nodes.pop_front() {
+            let mut slot = node.slot.lock();
+            if node.set(WOKEN) {
+                *slot = Some(value);
+                drop(slot);
+                return Ok(node);
+            }
+        }
+        Err(value)
+    }
+
+    /// Takes the value out of the first live node's slot, marking it [`WOKEN`] (the slot locked across both);
+    /// `None` if no live node waits.
+    pub(crate) fn take_given(&mut self) -> Option<(Option<T>, Arc<Waiter<T>>)> {
+        while let Some((_, node)) = self.nodes.pop_front() {
+            let mut slot = node.slot.lock();
+            if node.set(WOKEN) {
+                let value = slot.take();
+                drop(slot);
+                return Some((value, node));
+            }
+        }
+        None
+    }
+
+    /// How many nodes wait (dead ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// Wakes every node in `nodes` (taken out under a primitive's lock, woken after it was released).
 pub(crate) fn wake_all<T>(nodes: impl IntoIterator<Item = Arc<Waiter<T>>>) {
     for node in nodes {
         node.wake();

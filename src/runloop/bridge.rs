@@ -9,8 +9,9 @@ use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::task::{Task, schedule};
 use crate::coroutine::{in_coroutine, yield_now};
-use crate::runloop::{KeepAlive, Task, current_task, schedule};
+use crate::runloop::{KeepAlive, current_task};
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::channel::{self, Receiver, RecvTimeoutError, Sender};
 use crate::sync::{Arc, Condvar, Mutex, thread};
@@ -116,8 +117,7 @@ where
     let Some(task) = current_task() else {
         return f();
     };
-    let node: Arc<Waiter<std::thread::Result<T>>> =
-        Waiter::for_current("offload()", Outside::Panic, None);
+    let node: Arc<Waiter<std::thread::Result<T>>> = Waiter::for_task(task.clone(), None);
     let done = node.clone();
     let job: Job = Box::new(move || {
         let result = panic::catch_unwind(AssertUnwindSafe(f));
@@ -236,7 +236,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return value;
         }
         // Panics, naming the mistake, like every primitive that has to wait.
-        Waiter::<()>::for_current("block_on()", Outside::Panic, None);
+        super::waiter::<()>("block_on()", Outside::Panic, None);
         unreachable!("a coroutine that is not a task waited");
     };
     let waker = StdArc::new(TaskWaker {

@@ -18,7 +18,7 @@ use std::io;
 use crate::runloop::{Shared, current_task};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{DROPPED, Outside, WOKEN, Waiter};
+use crate::wait::{DROPPED, WOKEN, Waiter};
 
 /// One direction of a socket's readiness.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -253,10 +253,7 @@ impl<S: mio::event::Source> Source<S> {
     /// dropped (nothing would enter it again: see [`crate::wait::DROPPED`]).
     fn wait_in_task(&self, what: &str, dir: Direction) -> io::Result<()> {
         // Panics in a coroutine that is not a task, like every primitive that has to wait.
-        let node = Waiter::for_current(what, Outside::Panic, None);
-        let Some(task) = node.task() else {
-            return Ok(());
-        };
+        let (task, node) = super::task::task_waiter(what, None);
         {
             let mut st = self.readiness.state.lock();
             if std::mem::take(&mut st.ready[dir.index()]) {

@@ -1,0 +1,268 @@
+//! Tasks and wake-ups: the record of a coroutine spawned on a loop (the wake handle its waits leave in the wait
+//! queues), the registry that finds a coroutine's record, and how a wake-up makes a task runnable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+#[cfg(not(loom))]
+use std::time::Instant;
+
+use super::Shared;
+use crate::coroutine::{CoroutineRef, current, in_coroutine, yield_now};
+use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::{Arc, Mutex};
+#[cfg(not(loom))]
+use crate::wait::CLOSED;
+use crate::wait::{Outside, Waiter, Wake};
+
+/// A coroutine spawned on a loop, as the wait queues and the registry see it.
+pub(crate) struct Task {
+    pub(super) co: CoroutineRef,
+    pub(super) id: u64,
+    pub(super) home: Arc<Shared>,
+    /// In `runnable` or `front` (or about to be entered). Read and written only under `home.state`'s lock.
+    pub(super) scheduled: AtomicBool,
+    /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]). Under `home.state`'s lock.
+    pub(super) via_front: AtomicBool,
+    /// The state of the wait the task is in, if any (set by [`Waiter::block`]), for the loop's drop to
+    /// withdraw it ([`crate::wait::withdraw`]).
+    pub(super) waiting: Mutex<Option<Arc<AtomicU32>>>,
+}
+
+/// How many tasks in a row the loop enters because the task before woke them (QEMU's `co_queue_wakeup`
+/// order). Past that, wake-ups go to the tail until a task from the run queue has run, so that tasks waking
+/// each other in a ring cannot starve the rest of the loop. (Tokio bounds its "LIFO slot" for the same
+/// reason.)
+pub const MAX_WAKE_CHAIN: u32 = 16;
+
+/// A task is woken by scheduling it on its loop.
+impl Wake for Arc<Task> {
+    fn wake(&self) {
+        schedule(self);
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
+        *self.waiting.lock() = state;
+    }
+
+    #[cfg(not(loom))]
+    fn alarm(&self, deadline: Instant) -> Arc<Waiter> {
+        let node = Waiter::for_task(self.clone(), None);
+        self.home
+            .state
+            .lock()
+            .add_timer(deadline, node.clone(), self.clone());
+        node
+    }
+
+    #[cfg(not(loom))]
+    fn disarm(&self, alarm: &Waiter) {
+        let _st = self.home.state.lock();
+        let _ = alarm.set(CLOSED);
+    }
+}
+
+/// A wait node for the caller, holding `value`: woken through its task if the caller is a task, parking the
+/// thread if it is outside coroutines and `outside` allows. `op` names the operation for panic messages.
+///
+/// # Panics
+/// If the caller is a coroutine not spawned on a run loop (nothing would enter it again), or is outside
+/// coroutines and `outside` is [`Outside::Panic`].
+pub(crate) fn waiter<T>(op: &str, outside: Outside, value: Option<T>) -> Arc<Waiter<T>> {
+    Waiter::for_task_or_thread(task_for_wait(op, outside), value)
+}
+
+/// The caller's task, for a wait: `None` outside coroutines if `outside` allows; else panics as [`waiter`].
+fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
+    if in_coroutine() {
+        match current_task() {
+            Some(task) => Some(task),
+            None => panic!(
+                "cothread: {op} has to wait, in a coroutine that was not spawned on a RunLoop: \
+                 nothing would enter it again when it is woken (spawn it with RunLoop::spawn)"
+            ),
+        }
+    } else {
+        match outside {
+            Outside::Park => None,
+            Outside::Panic => panic!("cothread: {op} called outside a coroutine"),
+        }
+    }
+}
+
+/// A wait node for the calling task (see [`waiter`], with [`Outside::Panic`]), and the task.
+pub(crate) fn task_waiter<T>(op: &str, value: Option<T>) -> (Arc<Task>, Arc<Waiter<T>>) {
+    let Some(task) = task_for_wait(op, Outside::Panic) else {
+        unreachable!("`Outside::Panic` leaves only tasks");
+    };
+    let node = Waiter::for_task(task.clone(), value);
+    (task, node)
+}
+
+/// Every live task of every loop, by coroutine id, so that code inside a coroutine can find its loop
+/// ([`current_task`]) and [`wake`] can find a handle's. Sharded to keep unrelated loops apart.
+struct Registry {
+    shards: [Mutex<TaskMap>; SHARDS],
+}
+
+const SHARDS: usize = 16;
+
+/// Tasks by coroutine id. Ids are distinct integers handed out in sequence: a multiplicative hash spreads
+/// them well enough, at a fraction of SipHash's cost.
+type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Registry {
+    fn shard(&self, id: u64) -> &Mutex<TaskMap> {
+        // `id % SHARDS` is below SHARDS, so the cast cannot truncate.
+        &self.shards[(id % SHARDS as u64) as usize]
+    }
+}
+
+crate::sync::global! {
+    static REGISTRY: Registry = Registry {
+        shards: std::array::from_fn(|_| Mutex::new(TaskMap::default())),
+    };
+}
+
+/// The task record of coroutine `id`, if it is a live task of a loop.
+pub(super) fn find(id: u64) -> Option<Arc<Task>> {
+    REGISTRY.shard(id).lock().get(&id).cloned()
+}
+
+/// Records a new task, so that [`find`] (and so [`current_task`] and [`wake`]) sees it.
+pub(super) fn register(task: &Arc<Task>) {
+    REGISTRY.shard(task.id).lock().insert(task.id, task.clone());
+}
+
+/// Forgets the task of coroutine `id` (finished, or its loop dropped).
+pub(super) fn unregister(id: u64) {
+    REGISTRY.shard(id).lock().remove(&id);
+}
+
+/// The task record of the coroutine the caller runs in, if that coroutine was spawned on a loop.
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    let id = current()?.id();
+    find(id)
+}
+
+/// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
+/// `co_queue_wakeup`), else at the tail of the run queue, waking the loop's thread if it sleeps. Does nothing
+/// if the task is already scheduled.
+pub(crate) fn schedule(task: &Arc<Task>) {
+    let waker = current().map(|c| c.id());
+    let mut st = task.home.state.lock();
+    if task.scheduled.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if st.running != 0 && waker == Some(st.running) && st.chain < MAX_WAKE_CHAIN {
+        task.via_front.store(true, Ordering::Relaxed);
+        st.front.push(task.clone());
+    } else {
+        st.runnable.push_back(task.clone());
+        // Planted bug (loom-tests/README.md): a wake-up from elsewhere leaves a sleeping loop asleep.
+        #[cfg(not(cothread_planted_bug = "schedule_skips_loop_wake"))]
+        task.home.wake_loop(&mut st);
+    }
+}
+
+/// Makes the coroutine `co` runnable on the loop it was spawned on (QEMU's `aio_co_wake`). Returns `false`
+/// (and does nothing) if `co` is not a task of a loop, or has finished.
+///
+/// Called from the task that the loop is running, `co` is entered right after that task yields or finishes
+/// (within [`MAX_WAKE_CHAIN`]);
+/// from anywhere else, `co` goes to the tail of its loop's run queue and the loop's thread is woken if it
+/// sleeps. Waking a task that is already runnable does nothing; waking one that waits on a primitive enters it
+/// once, and the primitive makes it wait again.
+///
+/// ```
+/// use cothread::{runloop, yield_now, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let task = rl.spawn(|| {
+///     yield_now(); // suspended until woken
+///     "woken"
+/// });
+/// assert_eq!(rl.run_until_stalled(), 1);
+/// assert!(runloop::wake(task.coroutine()));
+/// rl.run();
+/// assert_eq!(task.take(), Some("woken"));
+/// ```
+pub fn wake(co: &CoroutineRef) -> bool {
+    let id = co.id();
+    let task = find(id);
+    match task {
+        Some(task) => {
+            schedule(&task);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Puts the calling task at the tail of its loop's run queue and yields, so that the other runnable tasks run
+/// first (`aio_co_schedule(ctx, self)` then `qemu_coroutine_yield()`).
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`](super::RunLoop).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use cothread::{runloop, RunLoop};
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let mut rl = RunLoop::new();
+/// for name in ["a", "b"] {
+///     let log = log.clone();
+///     rl.spawn(move || {
+///         for i in 0..2 {
+///             log.lock().unwrap().push(format!("{name}{i}"));
+///             runloop::yield_to_loop();
+///         }
+///     });
+/// }
+/// rl.run();
+/// assert_eq!(*log.lock().unwrap(), ["a0", "b0", "a1", "b1"]);
+/// ```
+pub fn yield_to_loop() {
+    let Some(task) = current_task() else {
+        panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
+    };
+    {
+        let mut st = task.home.state.lock();
+        if !task.scheduled.swap(true, Ordering::Relaxed) {
+            st.runnable.push_back(task.clone());
+        }
+    }
+    yield_now();
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("co", &self.co)
+            .finish_non_exhaustive()
+    }
+}
