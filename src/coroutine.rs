@@ -66,6 +66,21 @@ fn set_current(ptr: *const Control) {
     CURRENT.with(|c| c.set(ptr));
 }
 
+/// Makes `ptr` (null, or `Arc::as_ptr` of a control block that the caller keeps alive while it is current) the
+/// running coroutine, for the native generator's lean path, which switches stacks without `enter`.
+#[cfg(cothread_native)]
+#[inline]
+pub(crate) fn set_current_raw(ptr: *const Control) {
+    set_current(ptr);
+}
+
+/// [`set_current_raw`], returning the coroutine that was current.
+#[cfg(cothread_native)]
+#[inline]
+pub(crate) fn replace_current_raw(ptr: *const Control) -> *const Control {
+    CURRENT.with(|c| c.replace(ptr))
+}
+
 /// The unwind payload that `yield_now` raises in a coroutine whose owner dropped it. Private: the entry frame
 /// catches it, and user code cannot name it.
 struct ForcedUnwind;
@@ -336,7 +351,40 @@ impl Builder {
     }
 }
 
+/// A control block for a native generator's lean path (`backend/native/generator.rs`): owner-only (a handle's
+/// enter panics), phase `Idle`, with `context`; it only names the generator for `current()` and `yield_now`.
+#[cfg(cothread_native)]
+pub(crate) fn generator_control(context: Context, name: Option<String>) -> Arc<Control> {
+    Arc::new(Control {
+        baton: Baton::new(),
+        context,
+        id: AtomicU64::new(next_id()),
+        name,
+        owner_only: AtomicBool::new(true),
+        unwinding: AtomicU8::new(NOT_UNWINDING),
+        yielded_panicking: AtomicBool::new(false),
+        out: UnsafeCell::new(Out::NONE),
+        stash: UnsafeCell::new(None),
+        panic: UnsafeCell::new(None),
+    })
+}
+
+impl Builder {
+    /// The settings, for the native generator's lean path.
+    #[cfg(cothread_native)]
+    pub(crate) fn parts(&self) -> (&Spec, Backend) {
+        (&self.spec, self.backend)
+    }
+}
+
 impl Control {
+    /// Gives a reused generator control block (see [`generator_control`]) a new id.
+    #[cfg(cothread_native)]
+    #[inline]
+    pub(crate) fn renew_id(&self) {
+        self.id.store(next_id(), Ordering::Relaxed);
+    }
+
     /// Readies the control block of a finished native coroutine, about to become a spare, for a new coroutine
     /// (which gives it a new id): phase `Idle`, and nothing left of the last body (a value its owner never
     /// took is dropped now, as it would have been with the block).

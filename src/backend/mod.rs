@@ -96,6 +96,9 @@ pub(crate) enum Context {
     Thread(thread::ThreadContext),
     #[cfg(cothread_native)]
     Native(native::NativeContext),
+    /// A native generator's lean path: not entered through `coroutine.rs`, only named by its control block.
+    #[cfg(cothread_native)]
+    Generator(native::generator::GeneratorContext),
 }
 
 /// Which backend runs a coroutine: chosen with [`Builder::backend`](crate::Builder::backend).
@@ -207,6 +210,8 @@ macro_rules! with_context {
             $crate::backend::Context::Thread($ctx) => $body,
             #[cfg(cothread_native)]
             $crate::backend::Context::Native($ctx) => $body,
+            #[cfg(cothread_native)]
+            $crate::backend::Context::Generator($ctx) => $body,
         }
     };
 }

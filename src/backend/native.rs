@@ -34,6 +34,7 @@ use crate::coroutine::Control;
 use crate::pool::Spec;
 use crate::sync::Arc;
 
+pub(crate) mod generator;
 #[cfg(unix)]
 mod overflow;
 pub(crate) mod stacks;
@@ -293,6 +294,7 @@ fn running_guard() -> usize {
     // its resumer keeps alive (also between a switch back and its restoring `CURRENT`).
     match unsafe { current.as_ref() }.map(|co| &co.context) {
         Some(super::Context::Native(context)) => context.guard.get(),
+        Some(super::Context::Generator(context)) => context.guard(),
         _ => 0,
     }
 }
@@ -480,6 +482,6 @@ pub(crate) fn spare_into_stack(co: Arc<Control>) -> Option<DefaultStack> {
     let control = Arc::try_unwrap(co).ok()?;
     match control.context {
         super::Context::Native(context) => Some(context.into_stack()),
-        super::Context::Thread(_) => None,
+        _ => None,
     }
 }
