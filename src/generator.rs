@@ -392,6 +392,7 @@ impl Builder {
     /// assert_eq!(g.resume(21), GeneratorResult::<_, ()>::Yield(42));
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[inline]
     pub fn generator<F, I, Y, R>(self, f: F) -> io::Result<Generator<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'static,
@@ -448,6 +449,7 @@ impl Builder {
     /// # Safety
     /// The caller makes sure that the generator is dropped, unwinding its body's frames, before `'a` ends (a
     /// suspended body's frames hold its borrows as protected references until they return).
+    #[inline]
     unsafe fn generator_unchecked<'a, F, I, Y, R>(
         self,
         f: F,

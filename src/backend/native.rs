@@ -482,6 +482,7 @@ pub(crate) fn spare_into_stack(co: Arc<Control>) -> Option<DefaultStack> {
     let control = Arc::try_unwrap(co).ok()?;
     match control.context {
         super::Context::Native(context) => Some(context.into_stack()),
-        _ => None,
+        super::Context::Generator(context) => context.take_stack(),
+        super::Context::Thread(_) => None,
     }
 }

@@ -52,6 +52,10 @@ pub(crate) struct GeneratorContext {
     suspend_nothing: Cell<unsafe fn(*const ())>,
     /// Set by `yield_now()` in the body before it gives control back, cleared by the `resume` that gets it.
     yielded_nothing: Cell<bool>,
+    /// While the block is a thread's spare (see `stacks`), the stack of its last generator, kept with it so that
+    /// the next generator takes both at once; `stack_size` is its bucket.
+    stack: Cell<Option<DefaultStack>>,
+    stack_size: Cell<usize>,
 }
 
 // SAFETY: the control block holding this context is shared through `Arc<Control>` by handles on any thread, but
@@ -82,6 +86,19 @@ impl GeneratorContext {
     #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn guard(&self) -> usize {
         self.guard.get()
+    }
+
+    /// The stack kept with a spare block, for `stacks` when it needs the stack alone.
+    pub(crate) fn take_stack(&self) -> Option<DefaultStack> {
+        self.stack.take()
+    }
+}
+
+impl Drop for GeneratorContext {
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            stacks::give_back(self.stack_size.get(), stack);
+        }
     }
 }
 
@@ -120,12 +137,6 @@ impl ContextOps for GeneratorContext {
     }
 }
 
-std::thread_local! {
-    /// This thread's spare control block for unnamed generators: one whose generator was dropped with no handle
-    /// left.
-    static SPARE: Cell<Option<Arc<Control>>> = const { Cell::new(None) };
-}
-
 /// A native generator. See the module documentation.
 ///
 /// Invariants: `home` is `UNBOUND` until the first resume, then the home thread's token, then `DONE` once the
@@ -138,6 +149,14 @@ pub(crate) struct NativeGenerator<I, Y, R> {
     size: usize,
     /// Whether the control block may be reused (unnamed).
     reusable: bool,
+}
+
+/// The generator context of a control block, if it is a lean generator's.
+fn context_of_any(control: &Control) -> Option<&GeneratorContext> {
+    match &control.context {
+        Context::Generator(context) => Some(context),
+        _ => None,
+    }
 }
 
 /// The generator context of a lean generator's control block.
@@ -157,18 +176,29 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
     /// # Safety
     /// The caller makes sure that the generator is dropped, unwinding its body, before anything `f` borrows ends
     /// (see "Borrowing" on `ScopedGenerator`).
+    #[inline]
     pub(crate) unsafe fn new<F>(spec: &Spec, f: F) -> io::Result<Self>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
         let size = stacks::bucket(spec.stack_size)?;
-        let stack = stacks::take(size)?;
-        let guard = stack.limit().get();
-        let control = match spec.name {
-            None => SPARE.with(Cell::take),
-            Some(_) => None,
+        // The thread's spare, if it is a generator's block with a stack of this bucket (and the generator is
+        // unnamed: a name stays with its block): both at once. A coroutine's spare gives just its stack.
+        let (spare, stack) = match spec.name {
+            None => match stacks::take_spare(size) {
+                Some(co) => match context_of_any(&co).and_then(GeneratorContext::take_stack) {
+                    Some(stack) => (Some(co), stack),
+                    None => match super::spare_into_stack(co) {
+                        Some(stack) => (None, stack),
+                        None => (None, stacks::take(size)?),
+                    },
+                },
+                None => (None, stacks::take(size)?),
+            },
+            Some(_) => (None, stacks::take(size)?),
         };
-        let control = match control {
+        let guard = stack.limit().get();
+        let control = match spare {
             Some(control) => {
                 control.renew_id();
                 context_of(&control).guard.set(guard);
@@ -180,6 +210,8 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
                     switcher: Cell::new(std::ptr::null()),
                     suspend_nothing: Cell::new(no_switcher),
                     yielded_nothing: Cell::new(false),
+                    stack: Cell::new(None),
+                    stack_size: Cell::new(0),
                 }),
                 spec.name.clone(),
             ),
@@ -212,8 +244,14 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
     /// them all at every resume.
     #[inline(always)]
     pub(crate) fn resume(&mut self, input: I) -> GeneratorResult<Y, R> {
-        if self.home != THREAD_TOKEN.with(Cell::get) {
-            self.bind();
+        let here = THREAD_TOKEN.with(Cell::get);
+        if self.home != here {
+            // The first resume binds it (inline: a lifecycle always gets here once); anything else is cold.
+            if self.home == UNBOUND && here != 0 {
+                self.home = here;
+            } else {
+                self.bind();
+            }
         }
         let caller = replace_current_raw(Arc::as_ptr(&self.control));
         // If the body panics, corosensei raises the panic again here: the generator is done.
@@ -322,7 +360,11 @@ impl<I, Y, R> Drop for NativeGenerator<I, Y, R> {
         let switch = unsafe { ManuallyDrop::take(&mut self.switch) };
         // SAFETY: as above.
         let control = unsafe { ManuallyDrop::take(&mut self.control) };
-        /// Gives the stack back and keeps the control block, even if the body's destructors panic.
+        if switch.done() {
+            // The usual case: nothing left to run.
+            return retire(switch, control, self.size, self.reusable);
+        }
+        /// Retires the generator even if the body's destructors panic while it unwinds.
         struct Retire<I, Y, R> {
             switch: Option<Switch<I, Y, R>>,
             control: Option<Arc<Control>>,
@@ -333,23 +375,15 @@ impl<I, Y, R> Drop for NativeGenerator<I, Y, R> {
         impl<I, Y, R> Drop for Retire<I, Y, R> {
             fn drop(&mut self) {
                 set_current_raw(self.caller);
-                if let Some(switch) = self.switch.take() {
-                    if switch.done() {
-                        stacks::give_back(self.size, switch.into_stack());
-                    } else {
-                        // Suspended on another thread: nothing on its stack may run here. Leaked.
-                        std::mem::forget(switch);
-                    }
-                }
-                if let Some(control) = self.control.take() {
-                    retire_control(control, self.reusable);
+                if let (Some(switch), Some(control)) = (self.switch.take(), self.control.take()) {
+                    retire(switch, control, self.size, self.reusable);
                 }
             }
         }
-        let caller = crate::coroutine::current_raw();
         // Under `panic = "abort"` nothing can unwind: a suspended body is leaked, as a coroutine's is.
         let unwind =
             !cfg!(panic = "abort") && switch.started() && !switch.done() && self.runs_here();
+        let caller = crate::coroutine::current_raw();
         if unwind {
             // Suspended here: unwind the body (its destructors run as the generator, as they would in it).
             set_current_raw(Arc::as_ptr(&control));
@@ -361,29 +395,34 @@ impl<I, Y, R> Drop for NativeGenerator<I, Y, R> {
             reusable: self.reusable,
             caller,
         };
-        if unwind || !retire.switch.as_ref().is_some_and(|s| s.started()) {
+        if let Some(switch) = retire.switch.as_mut()
+            && (unwind || !switch.started())
+        {
             // Unwinds the suspended body, or drops an unstarted one in place (corosensei does not switch to the
             // stack for that). A panic of the body's destructors comes out of here, after `retire` did its work.
-            if let Some(switch) = retire.switch.as_mut() {
-                switch.force_unwind();
-            }
+            switch.force_unwind();
         }
     }
 }
 
-/// A generator's control block after its generator: kept as this thread's spare if it is `reusable` (unnamed),
-/// nothing else refers to it and its phase is still `Idle` (no handle saw it finish); otherwise dropped, finished
-/// first for the handles that remain.
-fn retire_control(control: Arc<Control>, reusable: bool) {
+/// After its generator: a done switch's stack stays with the control block as the thread's spare if the block is
+/// `reusable` (unnamed), nothing else refers to it and its phase is still `Idle` (no handle saw it finish);
+/// otherwise the stack goes back to the pool and the block is dropped (finished first for the handles that
+/// remain). A switch that is not done (suspended on another thread, or under `panic = "abort"`) is leaked:
+/// nothing on its stack may run here.
+#[inline]
+fn retire<I, Y, R>(switch: Switch<I, Y, R>, control: Arc<Control>, size: usize, reusable: bool) {
+    if !switch.done() {
+        std::mem::forget(switch);
+    } else if reusable && Arc::strong_count(&control) == 1 && control.baton.phase() == Phase::Idle {
+        let context = context_of(&control);
+        context.stack.set(Some(switch.into_stack()));
+        context.stack_size.set(size);
+        return stacks::keep_spare(size, control);
+    } else {
+        stacks::give_back(size, switch.into_stack());
+    }
     if Arc::strong_count(&control) > 1 {
         finish_for_handles(&control);
-        return;
-    }
-    if reusable && control.baton.phase() == Phase::Idle {
-        let context = context_of(&control);
-        context.yielded_nothing.set(false);
-        context.suspend_nothing.set(no_switcher);
-        context.switcher.set(std::ptr::null());
-        let _ = SPARE.try_with(|spare| spare.replace(Some(control)));
     }
 }
