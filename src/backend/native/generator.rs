@@ -356,14 +356,16 @@ impl<I, Y, R> Drop for Unwinding<'_, I, Y, R> {
 
 impl<I, Y, R> Drop for NativeGenerator<I, Y, R> {
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once; neither field is used after this.
+        if self.home == DONE {
+            // The usual case: nothing left to run.
+            // SAFETY: `drop` runs once; neither field is used after this.
+            let control = unsafe { ManuallyDrop::take(&mut self.control) };
+            return retire_done(&mut self.switch, control, self.size, self.reusable);
+        }
+        // SAFETY: as above.
         let switch = unsafe { ManuallyDrop::take(&mut self.switch) };
         // SAFETY: as above.
         let control = unsafe { ManuallyDrop::take(&mut self.control) };
-        if switch.done() {
-            // The usual case: nothing left to run.
-            return retire(switch, control, self.size, self.reusable);
-        }
         /// Retires the generator even if the body's destructors panic while it unwinds.
         struct Retire<I, Y, R> {
             switch: Option<Switch<I, Y, R>>,
@@ -410,18 +412,34 @@ impl<I, Y, R> Drop for NativeGenerator<I, Y, R> {
 /// otherwise the stack goes back to the pool and the block is dropped (finished first for the handles that
 /// remain). A switch that is not done (suspended on another thread, or under `panic = "abort"`) is leaked:
 /// nothing on its stack may run here.
-#[inline]
 fn retire<I, Y, R>(switch: Switch<I, Y, R>, control: Arc<Control>, size: usize, reusable: bool) {
-    if !switch.done() {
+    if switch.done() {
+        retire_done(&mut ManuallyDrop::new(switch), control, size, reusable);
+    } else {
         std::mem::forget(switch);
-    } else if reusable && Arc::strong_count(&control) == 1 && control.baton.phase() == Phase::Idle {
+        if Arc::strong_count(&control) > 1 {
+            finish_for_handles(&control);
+        }
+    }
+}
+
+/// [`retire`] for a switch that is done, taken out of its `ManuallyDrop` here (the caller never uses it again).
+#[inline]
+fn retire_done<I, Y, R>(
+    switch: &mut ManuallyDrop<Switch<I, Y, R>>,
+    control: Arc<Control>,
+    size: usize,
+    reusable: bool,
+) {
+    // SAFETY: the caller's promise: taken out once.
+    let stack = unsafe { ManuallyDrop::take(switch) }.into_stack();
+    if reusable && Arc::strong_count(&control) == 1 && control.baton.phase() == Phase::Idle {
         let context = context_of(&control);
-        context.stack.set(Some(switch.into_stack()));
+        context.stack.set(Some(stack));
         context.stack_size.set(size);
         return stacks::keep_spare(size, control);
-    } else {
-        stacks::give_back(size, switch.into_stack());
     }
+    stacks::give_back(size, stack);
     if Arc::strong_count(&control) > 1 {
         finish_for_handles(&control);
     }
