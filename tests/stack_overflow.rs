@@ -34,6 +34,16 @@ fn overflow_child() {
         "thread" => Backend::Thread,
         #[cfg(cothread_native)]
         "native" => Backend::Native,
+        #[cfg(cothread_native)]
+        "native-generator" => {
+            let mut g = Builder::new()
+                .backend(Backend::Native)
+                .stack_size(256 << 10)
+                .generator(|_: &cothread::Yielder<(), ()>, ()| bottomless(0))
+                .expect("generator");
+            let _ = g.resume(());
+            unreachable!("the recursion cannot return");
+        }
         other => panic!("unknown backend {other}"),
     };
     let mut co = Builder::new()
@@ -131,6 +141,19 @@ fn native_backend_overflow_is_reported() {
     assert_reported_overflow(&out);
     // On Unix the report is our signal handler's. On Windows, corosensei's stacks tell the OS their bounds, so
     // the overflow is Windows' ordinary stack-overflow exception, and std's handler names the thread instead.
+    #[cfg(unix)]
+    assert!(
+        out.stderr.contains("native coroutine"),
+        "the report names the native coroutine:\n{}",
+        out.stderr
+    );
+}
+
+#[cfg(cothread_native)]
+#[test]
+fn native_generator_overflow_is_reported() {
+    let out = run_child("native-generator");
+    assert_reported_overflow(&out);
     #[cfg(unix)]
     assert!(
         out.stderr.contains("native coroutine"),
