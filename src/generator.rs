@@ -1,11 +1,12 @@
 //! Generators in corosensei's shape: values go in through [`ScopedGenerator::resume`] and out through
 //! [`Yielder::suspend`], on either backend.
 //!
-//! A generator is a coroutine ([`Coroutine<()>`](crate::Coroutine)) that only its owner enters, plus one heap
+//! Two forms ([`Inner`]). A native generator takes a lean path (`backend/native/generator.rs`): corosensei's
+//! coroutine typed with the generator's value types, so the values pass in its registers. Any other (thread
+//! backend, Miri) is a coroutine ([`Coroutine<()>`](crate::Coroutine)) that only its owner enters, plus one heap
 //! block of slots ([`Shared`]) through which the values pass: the resumer puts the input in, enters, and takes
 //! the yielded (or returned) value out; the body does the mirror image around its yield. Everything else
-//! (backends, the caller chain, panics, dropping, the one-thread rule of native coroutines, pools) is the
-//! coroutine's, written once in `coroutine.rs`.
+//! (the caller chain, panics, dropping, pools) is then the coroutine's, written once in `coroutine.rs`.
 
 use std::fmt;
 use std::io;
@@ -154,7 +155,10 @@ impl<I, Y, R> SharedPtr<I, Y, R> {
 /// its stack; a native generator stays on the thread that first resumed it ("entered a native coroutine on a
 /// thread other than the one it runs on"). Inside the body, [`in_coroutine`](crate::in_coroutine) is true,
 /// [`current`](crate::current) names the generator's coroutine (a handle that can be compared and named, but
-/// not entered: that panics), and coroutines and generators nest both ways. [`yield_now`](crate::yield_now)
+/// not entered: that panics; it says [`is_finished`](crate::CoroutineRef::is_finished) once the body ended,
+/// and on the native backend [`is_entered`](crate::CoroutineRef::is_entered) stays false even while the body
+/// runs), and coroutines and generators nest both ways. A native generator suspended on a thread other than its
+/// own when it is dropped is leaked, its body never running again. [`yield_now`](crate::yield_now)
 /// inside a generator gives control back without a value: the `resume` that gets it panics ("a generator
 /// yielded without a value"); use [`Yielder::suspend`].
 ///
@@ -574,9 +578,11 @@ impl<I, Y, R> Drop for Slotted<I, Y, R> {
 impl<I, Y, R> fmt::Debug for ScopedGenerator<'_, I, Y, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ScopedGenerator");
-        if let Inner::Slots(g) = &self.inner {
-            d.field("coroutine", &*g.co);
-        }
+        match &self.inner {
+            Inner::Slots(g) => d.field("coroutine", &*g.co),
+            #[cfg(cothread_native)]
+            Inner::Native(_) => d.field("backend", &crate::Backend::Native),
+        };
         d.field("started", &self.started())
             .field("done", &self.done())
             .finish()
