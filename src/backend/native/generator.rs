@@ -10,7 +10,9 @@
 //! it: `current()` hands out handles to it (their `enter` panics, the block being owner-only), and `yield_now`
 //! inside the body reaches [`GeneratorContext`]'s `suspend`, which gives control back without a value. Its
 //! phase stays `Idle` while the generator is suspended or runs, and becomes `Finished` when the body ends if a
-//! handle can see it. Unnamed control blocks are reused, one per thread, like the native backend's spares.
+//! handle can see it. An unnamed generator's block is reused with its stack: when the generator is dropped after
+//! its end with no handle left, the two become the thread's spare in the stack pool ([`stacks::keep_spare`], as
+//! a finished coroutine's block and stack do), and the next unnamed generator of that stack size takes both.
 //!
 //! The rule of the native backend holds: a generator runs only on the thread that first resumed it (its home,
 //! a thread token as in [`NativeContext`](super::NativeContext)); resuming it elsewhere panics, dropping it
@@ -41,8 +43,9 @@ const DONE: u64 = u64::MAX - 1;
 /// control back without one (and says so in [`GeneratorContext::yielded_nothing`]).
 type Switch<I, Y, R> = corosensei::Coroutine<I, MaybeUninit<Y>, R, DefaultStack>;
 
-/// The context of a lean generator's control block. Every field is touched only on the generator's home thread:
-/// by its owner's `resume` and drop, and by the body, which runs inside them.
+/// The context of a lean generator's control block. Its cells are touched by one thread at a time: the
+/// generator's home thread while the generator lives (its owner's `resume` and drop, and the body, which runs
+/// inside them), the thread that drops it, and then the thread whose spare slot holds the block.
 pub(crate) struct GeneratorContext {
     /// The lowest address of the stack's guard page, for the overflow report.
     guard: Cell<usize>,
@@ -59,8 +62,10 @@ pub(crate) struct GeneratorContext {
 }
 
 // SAFETY: the control block holding this context is shared through `Arc<Control>` by handles on any thread, but
-// they never reach the context: their enter panics first (the block is owner-only), and only the home thread's
-// `resume`, drop and `yield_now` (the body, running inside a resume) touch the cells.
+// they never reach the context: their enter panics first (the block is owner-only). Only the generator's owner
+// (its `resume` and drop), the body (running inside a resume or the drop's unwind) and, after the generator, the
+// holder of the spare slot touch the cells, one at a time; what may cross threads with them is a stack
+// (`DefaultStack` is `Send`) and plain values.
 unsafe impl Send for GeneratorContext {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for GeneratorContext {}
