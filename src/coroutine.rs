@@ -771,7 +771,7 @@ pub fn yield_now() {
 pub(crate) fn yield_from(co: &Control) {
     co.yielded_panicking
         .store(std::thread::panicking(), Ordering::Relaxed);
-    with_context!(&co.context, ctx => {
+    with_context!(any: &co.context, ctx => {
         if ctx.yield_to_caller(&co.baton).is_err() {
             return cancelled(co, ctx);
         }
