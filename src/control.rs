@@ -343,6 +343,14 @@ impl<K> Control<K> {
         }
     }
 
+    /// Gives a reused block a new id (a native generator's, which keeps the rest: see
+    /// `backend/native/generator.rs`).
+    #[cfg(cothread_native)]
+    #[inline]
+    pub(crate) fn renew_id(&self) {
+        self.id.store(next_id(), Ordering::Relaxed);
+    }
+
     /// Readies the control block of a finished coroutine for a new coroutine, with a new id: phase `Idle`, and
     /// nothing left of the last body (a value its owner never took is dropped now, as it would have been with
     /// the block).
@@ -435,6 +443,14 @@ pub(crate) fn current_ptr<K>() -> *const Control<K> {
 #[inline]
 pub(crate) fn set_current<K>(ptr: *const Control<K>) {
     CURRENT.with(|c| c.set(ptr.cast()));
+}
+
+/// [`set_current`], returning the coroutine that was current (the native generator's lean path, which switches
+/// stacks without `enter`).
+#[cfg(cothread_native)]
+#[inline]
+pub(crate) fn replace_current<K>(ptr: *const Control<K>) -> *const Control<K> {
+    CURRENT.with(|c| c.replace(ptr.cast())).cast()
 }
 
 /// Whether the caller runs inside a coroutine.

@@ -14,7 +14,7 @@ use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 
 pub(crate) use crate::backend::Control;
-use crate::backend::{self, Backend, ContextOps, Spec, with_context};
+use crate::backend::{self, Backend, ContextOps, OTHER_THREAD, Spec, with_context};
 use crate::control::{NOT_UNWINDING, Out, Phase, PhaseWord, UNWINDING};
 use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex, thread};
@@ -31,8 +31,6 @@ pub(crate) const YIELD_WHILE_DROPPED: &str =
     "a coroutine being dropped caught its forced unwind and yielded again";
 /// The message of the panic for entering a generator's coroutine through a [`CoroutineRef`].
 pub(crate) const HANDLE_ENTERED_GENERATOR: &str = "entered a generator through a CoroutineRef (only its owner resumes it, with ScopedGenerator::resume)";
-/// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
-pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
 /// The unwind payload that `yield_now` raises in a coroutine whose owner dropped it. Private: the entry frame
 /// catches it, and user code cannot name it.
@@ -193,6 +191,14 @@ impl Builder {
             co: ManuallyDrop::new(co),
             value: PhantomData,
         })
+    }
+}
+
+impl Builder {
+    /// The settings, for the native generator's lean path.
+    #[cfg(cothread_native)]
+    pub(crate) fn parts(&self) -> (&Spec, Backend) {
+        (&self.spec, self.backend)
     }
 }
 
@@ -555,7 +561,7 @@ pub fn yield_now() {
 pub(crate) fn yield_from(co: &Control) {
     co.yielded_panicking
         .store(std::thread::panicking(), Ordering::Relaxed);
-    with_context!(&co.context, ctx => {
+    with_context!(any: &co.context, ctx => {
         if ctx.yield_to_enterer(&co.phase).is_err() {
             return cancelled(co, ctx);
         }

@@ -1,24 +1,27 @@
 //! Generators in corosensei's shape: values go in through [`ScopedGenerator::resume`] and out through
 //! [`Yielder::suspend`], on either backend.
 //!
-//! A generator is a coroutine ([`Coroutine<()>`](crate::Coroutine)) that only its owner enters, plus one heap
+//! Two forms ([`Inner`]). A native generator takes a lean path (`backend/native/generator.rs`): corosensei's
+//! coroutine typed with the generator's value types, so the values pass in its registers. Any other (thread
+//! backend, Miri) is a coroutine ([`Coroutine<()>`](crate::Coroutine)) that only its owner enters, plus one heap
 //! block of slots ([`Shared`]) through which the values pass: the resumer puts the input in, enters, and takes
 //! the yielded (or returned) value out; the body does the mirror image around its yield. Everything else
-//! (backends, the caller chain, panics, dropping, the one-thread rule of native coroutines, pools) is the
-//! coroutine's, written once in `coroutine.rs`.
+//! (the caller chain, panics, dropping, pools) is then the coroutine's, written once in `coroutine.rs`.
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop};
 
+#[cfg(cothread_native)]
+use crate::Backend;
 use crate::coroutine::{Builder, Control, Coroutine, Resume, yield_from};
 use crate::sync::cell::UnsafeCell;
 
 /// The message of the panic for resuming a generator that has finished.
-const RESUMED_DONE: &str = "resumed a generator that has finished";
+pub(crate) const RESUMED_DONE: &str = "resumed a generator that has finished";
 /// The message of the panic for a generator that gave control back with `yield_now()` (no value).
-const YIELDED_NOTHING: &str =
+pub(crate) const YIELDED_NOTHING: &str =
     "a generator yielded without a value (yield_now() inside a generator: use Yielder::suspend)";
 
 /// What [`ScopedGenerator::resume`] found: a value the generator yielded, or the value its body returned.
@@ -51,6 +54,10 @@ impl<Y, R> GeneratorResult<Y, R> {
 /// The body's end of a generator: [`suspend`](Yielder::suspend) hands a value to the resumer and returns the
 /// next input. Passed to the body by reference; it cannot leave the body.
 pub struct Yielder<I, Y> {
+    /// A native generator's corosensei `Yielder` (its lean path, `backend/native/generator.rs`); null for a
+    /// generator made of a coroutine and slots, which the other fields serve.
+    #[cfg(cothread_native)]
+    native: *const corosensei::Yielder<I, std::mem::MaybeUninit<Y>>,
     /// The generator's coroutine: set before the body first runs, alive while it runs (the owner holds it).
     co: *const Control,
     // `input` and `yielded` are touched by one side at a time: the resumer while the body does not run (before
@@ -78,6 +85,11 @@ impl<I, Y> Yielder<I, Y> {
     /// ```
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
+        #[cfg(cothread_native)]
+        if !self.native.is_null() {
+            // SAFETY: `native` is the running body's own corosensei `Yielder`, on its stack below this frame.
+            return unsafe { &*self.native }.suspend(std::mem::MaybeUninit::new(value));
+        }
         // SAFETY: the body runs (it called us), so the slots are its own (see `Yielder`).
         self.yielded.with_mut(|y| unsafe { *y = Some(value) });
         // SAFETY: `co` is the coroutine this body runs in, set before it first ran and kept alive by the owner
@@ -88,6 +100,21 @@ impl<I, Y> Yielder<I, Y> {
         match self.input.with_mut(|i| unsafe { (*i).take() }) {
             Some(input) => input,
             None => unreachable!("cothread: a generator was resumed without an input"),
+        }
+    }
+}
+
+impl<I, Y> Yielder<I, Y> {
+    /// The `Yielder` of a native generator's body, around its corosensei `Yielder`.
+    #[cfg(cothread_native)]
+    pub(crate) fn native(
+        switcher: &corosensei::Yielder<I, std::mem::MaybeUninit<Y>>,
+    ) -> Yielder<I, Y> {
+        Yielder {
+            native: switcher,
+            co: std::ptr::null(),
+            input: UnsafeCell::new(None),
+            yielded: UnsafeCell::new(None),
         }
     }
 }
@@ -128,7 +155,10 @@ impl<I, Y, R> SharedPtr<I, Y, R> {
 /// its stack; a native generator stays on the thread that first resumed it ("entered a native coroutine on a
 /// thread other than the one it runs on"). Inside the body, [`in_coroutine`](crate::in_coroutine) is true,
 /// [`current`](crate::current) names the generator's coroutine (a handle that can be compared and named, but
-/// not entered: that panics), and coroutines and generators nest both ways. [`yield_now`](crate::yield_now)
+/// not entered: that panics; it says [`is_finished`](crate::CoroutineRef::is_finished) once the body ended,
+/// and on the native backend [`is_entered`](crate::CoroutineRef::is_entered) stays false even while the body
+/// runs), and coroutines and generators nest both ways. A native generator suspended on a thread other than its
+/// own when it is dropped is leaked, its body never running again. [`yield_now`](crate::yield_now)
 /// inside a generator gives control back without a value: the `resume` that gets it panics ("a generator
 /// yielded without a value"); use [`Yielder::suspend`].
 ///
@@ -199,20 +229,35 @@ impl<I, Y, R> SharedPtr<I, Y, R> {
 /// resumer's. The native backend would not (it runs the body on the resumer's thread), but a generator's
 /// backend is picked at run time ([`Builder::backend`]), so the bounds are the thread backend's.
 pub struct ScopedGenerator<'a, I, Y, R> {
+    inner: Inner<I, Y, R>,
+    /// Invariant in `'a`: a lent generator cannot be swapped for a `'static` one (see "Borrowing").
+    borrows: PhantomData<std::cell::Cell<&'a ()>>,
+}
+
+/// How a generator runs: a native one on corosensei's coroutine directly (the lean path), any other as a
+/// coroutine plus slots.
+enum Inner<I, Y, R> {
+    Slots(Slotted<I, Y, R>),
+    #[cfg(cothread_native)]
+    Native(crate::backend::native::generator::NativeGenerator<I, Y, R>),
+}
+
+/// A generator made of a coroutine and a block of slots (see the module documentation).
+struct Slotted<I, Y, R> {
     /// Dropped (unwinding the body) before the slots are freed: see `Drop`.
     co: ManuallyDrop<Coroutine<()>>,
     /// From `Box::into_raw`, freed by `drop`; shared with the body.
     shared: *mut Shared<I, Y, R>,
     started: bool,
-    /// Invariant in `'a`: a lent generator cannot be swapped for a `'static` one (see "Borrowing").
-    borrows: PhantomData<std::cell::Cell<&'a ()>>,
 }
 
 /// A generator whose body borrows nothing: [`ScopedGenerator<'static, I, Y, R>`] (corosensei's `Coroutine`).
 pub type Generator<I, Y, R> = ScopedGenerator<'static, I, Y, R>;
 
 // SAFETY: moving the owner to another thread moves a coroutine (which is `Send`) and the slots, which hold
-// `I`, `Y` and `R` (`Send`). `&ScopedGenerator` offers only `started` and `done`, but `Sync` is not needed.
+// `I`, `Y` and `R` (`Send`); or a native generator, whose stack runs only on its home thread (`resume` checks
+// it first; a drop elsewhere leaks the suspended stack without running it), as a native `Coroutine` is `Send`
+// (docs/native.md). `&ScopedGenerator` offers only `started` and `done`, but `Sync` is not needed.
 unsafe impl<I: Send, Y: Send, R: Send> Send for ScopedGenerator<'_, I, Y, R> {}
 
 impl<I, Y, R> ScopedGenerator<'static, I, Y, R>
@@ -272,6 +317,46 @@ impl<I, Y, R> ScopedGenerator<'_, I, Y, R> {
     ///   on a thread other than its first.
     #[inline]
     pub fn resume(&mut self, input: I) -> GeneratorResult<Y, R> {
+        match &mut self.inner {
+            #[cfg(cothread_native)]
+            Inner::Native(g) => g.resume(input),
+            Inner::Slots(g) => g.resume(input),
+        }
+    }
+
+    /// Whether the generator has been resumed at least once.
+    pub fn started(&self) -> bool {
+        match &self.inner {
+            #[cfg(cothread_native)]
+            Inner::Native(g) => g.started(),
+            Inner::Slots(g) => g.started,
+        }
+    }
+
+    /// Whether the generator has finished: its body returned or panicked.
+    pub fn done(&self) -> bool {
+        match &self.inner {
+            #[cfg(cothread_native)]
+            Inner::Native(g) => g.done(),
+            Inner::Slots(g) => g.co.is_finished(),
+        }
+    }
+
+    /// Whether the calling thread may unwind the generator.
+    fn runs_here(&self) -> bool {
+        match &self.inner {
+            #[cfg(cothread_native)]
+            Inner::Native(g) => g.runs_here(),
+            Inner::Slots(g) => g.co.runs_here(),
+        }
+    }
+}
+
+impl<I, Y, R> Slotted<I, Y, R> {
+    /// Out of line where a native generator could be resumed instead, so that the native one inlines alone.
+    #[cfg_attr(cothread_native, inline(never))]
+    #[cfg_attr(not(cothread_native), inline)]
+    fn resume(&mut self, input: I) -> GeneratorResult<Y, R> {
         if self.co.is_finished() {
             panic!("{RESUMED_DONE}");
         }
@@ -296,16 +381,6 @@ impl<I, Y, R> ScopedGenerator<'_, I, Y, R> {
             },
         }
     }
-
-    /// Whether the generator has been resumed at least once.
-    pub fn started(&self) -> bool {
-        self.started
-    }
-
-    /// Whether the generator has finished: its body returned or panicked.
-    pub fn done(&self) -> bool {
-        self.co.is_finished()
-    }
 }
 
 impl Builder {
@@ -321,6 +396,7 @@ impl Builder {
     /// assert_eq!(g.resume(21), GeneratorResult::<_, ()>::Yield(42));
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[inline]
     pub fn generator<F, I, Y, R>(self, f: F) -> io::Result<Generator<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + Send + 'static,
@@ -377,6 +453,7 @@ impl Builder {
     /// # Safety
     /// The caller makes sure that the generator is dropped, unwinding its body's frames, before `'a` ends (a
     /// suspended body's frames hold its borrows as protected references until they return).
+    #[inline]
     unsafe fn generator_unchecked<'a, F, I, Y, R>(
         self,
         f: F,
@@ -387,8 +464,27 @@ impl Builder {
         Y: Send + 'a,
         R: Send + 'a,
     {
+        #[cfg(cothread_native)]
+        if let (spec, Backend::Native) = self.parts()
+            && Backend::Native.is_available()
+        {
+            if spec.name.as_deref().is_some_and(|n| n.contains('\0')) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "coroutine name contains a NUL byte",
+                ));
+            }
+            // SAFETY: the caller's promise is the one `NativeGenerator::new` asks for.
+            let g = unsafe { crate::backend::native::generator::NativeGenerator::new(spec, f)? };
+            return Ok(ScopedGenerator {
+                inner: Inner::Native(g),
+                borrows: PhantomData,
+            });
+        }
         let shared = Box::into_raw(Box::new(Shared {
             yielder: Yielder {
+                #[cfg(cothread_native)]
+                native: std::ptr::null(),
                 co: std::ptr::null(),
                 input: UnsafeCell::new(None),
                 yielded: UnsafeCell::new(None),
@@ -424,9 +520,11 @@ impl Builder {
         // SAFETY: the body has not run: nobody else touches the slots yet.
         unsafe { (*shared).yielder.co = control };
         Ok(ScopedGenerator {
-            co: ManuallyDrop::new(co),
-            shared,
-            started: false,
+            inner: Inner::Slots(Slotted {
+                co: ManuallyDrop::new(co),
+                shared,
+                started: false,
+            }),
             borrows: PhantomData,
         })
     }
@@ -439,13 +537,13 @@ struct Unwound<'a, I, Y, R>(ScopedGenerator<'a, I, Y, R>);
 impl<I, Y, R> Drop for Unwound<'_, I, Y, R> {
     fn drop(&mut self) {
         let g = &self.0;
-        if !g.started || g.done() {
+        if !g.started() || g.done() {
             return; // no frames: dropping it drops the body unrun, or nothing
         }
         if cfg!(panic = "abort") {
             unwind_failed("a suspended scoped generator cannot be unwound under panic = \"abort\"");
         }
-        if !g.co.runs_here() {
+        if !g.runs_here() {
             unwind_failed(
                 "a scoped native generator ended its scope on a thread other than its own",
             );
@@ -461,7 +559,7 @@ fn unwind_failed(why: &str) -> ! {
     std::process::abort();
 }
 
-impl<I, Y, R> Drop for ScopedGenerator<'_, I, Y, R> {
+impl<I, Y, R> Drop for Slotted<I, Y, R> {
     fn drop(&mut self) {
         /// Frees the slots even if the body's destructors panic while it unwinds.
         struct Free<I, Y, R>(*mut Shared<I, Y, R>);
@@ -479,9 +577,14 @@ impl<I, Y, R> Drop for ScopedGenerator<'_, I, Y, R> {
 
 impl<I, Y, R> fmt::Debug for ScopedGenerator<'_, I, Y, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopedGenerator")
-            .field("coroutine", &*self.co)
-            .field("started", &self.started)
+        let mut d = f.debug_struct("ScopedGenerator");
+        match &self.inner {
+            Inner::Slots(g) => d.field("coroutine", &*g.co),
+            #[cfg(cothread_native)]
+            Inner::Native(_) => d.field("backend", &crate::Backend::Native),
+        };
+        d.field("started", &self.started())
+            .field("done", &self.done())
             .finish()
     }
 }

@@ -431,3 +431,69 @@ fn new_uses_the_default_backend() {
     let mut co = Coroutine::new(|| 1);
     assert_eq!(co.enter(), Resume::Returned(1));
 }
+
+/// A native generator's lifecycle reuses the thread's spare: its stack (the pool counts a reuse per generator
+/// after the first) and its control block (each generator still gets an id of its own, and a handle to a
+/// finished one keeps naming it: its block is not reused while the handle lives).
+#[cfg(all(cothread_native, not(miri)))]
+#[test]
+fn native_generators_reuse_the_threads_spare() {
+    let run = || {
+        let mut g = builder(Backend::Native)
+            .generator(|y: &Yielder<(), cothread::CoroutineRef>, ()| {
+                y.suspend(cothread::current().unwrap());
+            })
+            .unwrap();
+        let GeneratorResult::Yield(me) = g.resume(()) else {
+            panic!("expected a yield");
+        };
+        assert_eq!(g.resume(()), GeneratorResult::Return(()));
+        me
+    };
+    drop(run()); // warms the spare
+    let before = cothread::pool::native_stats();
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let me = run();
+        assert!(me.is_finished(), "a handle sees its generator finished");
+        assert!(ids.insert(me.id()), "every generator gets an id of its own");
+    }
+    let after = cothread::pool::native_stats();
+    // Other tests of this binary only add to `reused`.
+    assert!(
+        after.reused >= before.reused + 10,
+        "{before:?} -> {after:?}"
+    );
+
+    // A handle that outlives its generator keeps the block: the next generator gets another.
+    let kept = run();
+    let next = run();
+    assert_ne!(kept, next);
+    assert!(kept.is_finished() && next.is_finished());
+}
+
+/// `current()` inside a native generator is the generator even when the generator runs inside a coroutine, and
+/// the coroutine is current again once the generator gives control back (also when its body panics).
+#[cfg(all(cothread_native, not(miri)))]
+#[test]
+fn current_is_restored_after_a_native_generator() {
+    let mut co = builder(Backend::Native)
+        .spawn(|| {
+            let outer = cothread::current().unwrap();
+            let mut g = builder(Backend::Native)
+                .generator(|y: &Yielder<(), bool>, ()| {
+                    y.suspend(cothread::in_coroutine());
+                    panic!("out of the body");
+                })
+                .unwrap();
+            assert_eq!(g.resume(()), GeneratorResult::Yield(true));
+            assert_eq!(cothread::current().unwrap(), outer);
+            let err = panic::catch_unwind(AssertUnwindSafe(|| g.resume(()))).unwrap_err();
+            assert_eq!(message(err), "out of the body");
+            assert!(g.done());
+            cothread::current().unwrap() == outer
+        })
+        .unwrap();
+    assert_eq!(co.enter(), Resume::Returned(true));
+    assert!(!cothread::in_coroutine());
+}

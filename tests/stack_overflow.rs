@@ -34,6 +34,16 @@ fn overflow_child() {
         "thread" => Backend::Thread,
         #[cfg(cothread_native)]
         "native" => Backend::Native,
+        #[cfg(cothread_native)]
+        "native-generator" => {
+            let mut g = Builder::new()
+                .backend(Backend::Native)
+                .stack_size(256 << 10)
+                .generator(|_: &cothread::Yielder<(), ()>, ()| bottomless(0))
+                .expect("generator");
+            let _ = g.resume(());
+            unreachable!("the recursion cannot return");
+        }
         other => panic!("unknown backend {other}"),
     };
     let mut co = Builder::new()
@@ -124,10 +134,11 @@ fn thread_backend_overflow_is_reported() {
     assert_reported_overflow(&run_child("thread"));
 }
 
+/// A native stack's overflow (`which`: a coroutine's or a generator's) is reported, naming the native
+/// coroutine on Unix.
 #[cfg(cothread_native)]
-#[test]
-fn native_backend_overflow_is_reported() {
-    let out = run_child("native");
+fn assert_native_overflow_reported(which: &str) {
+    let out = run_child(which);
     assert_reported_overflow(&out);
     // On Unix the report is our signal handler's. On Windows, corosensei's stacks tell the OS their bounds, so
     // the overflow is Windows' ordinary stack-overflow exception, and std's handler names the thread instead.
@@ -137,4 +148,16 @@ fn native_backend_overflow_is_reported() {
         "the report names the native coroutine:\n{}",
         out.stderr
     );
+}
+
+#[cfg(cothread_native)]
+#[test]
+fn native_backend_overflow_is_reported() {
+    assert_native_overflow_reported("native");
+}
+
+#[cfg(cothread_native)]
+#[test]
+fn native_generator_overflow_is_reported() {
+    assert_native_overflow_reported("native-generator");
 }

@@ -61,6 +61,9 @@ impl<E: FnOnce(&Arc<Control>) + Send + 'static> Entry for E {}
 /// How the owner's drop unwinds a suspended coroutine (given to [`ContextOps::orphan`]).
 pub(crate) type Unwind = fn(&Arc<Control>);
 
+/// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
+pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
+
 /// One backend's contexts. See the module documentation.
 pub(crate) trait ContextOps: Sized {
     /// Whether a successful [`claim`](ContextOps::claim) already hands control to the coroutine (the thread
@@ -151,6 +154,9 @@ pub(crate) enum Context {
     Thread(thread::ThreadContext),
     #[cfg(cothread_native)]
     Native(native::NativeContext),
+    /// A native generator's lean path: not entered through `coroutine.rs`, only named by its control block.
+    #[cfg(cothread_native)]
+    Generator(native::generator::GeneratorContext),
 }
 
 /// Which backend runs a coroutine: chosen with [`Builder::backend`](crate::Builder::backend).
@@ -257,11 +263,29 @@ impl Default for Backend {
 /// Runs `$body` with `$ctx` bound to the context of `$context` as its backend's own type, so that code written
 /// once over [`ContextOps`] is compiled once per backend, with no dispatch inside.
 macro_rules! with_context {
+    // Any context, a native generator's included (`yield_now` inside a generator).
+    (any: $context:expr, $ctx:ident => $body:expr) => {
+        match $context {
+            $crate::backend::Context::Thread($ctx) => $body,
+            #[cfg(cothread_native)]
+            $crate::backend::Context::Native($ctx) => $body,
+            #[cfg(cothread_native)]
+            $crate::backend::Context::Generator($ctx) => $body,
+        }
+    };
+    // A coroutine's context: never a native generator's ([`Context::Generator`]), whose control block only
+    // `yield_now` reaches (the `any:` form above), so that the hot paths keep a two-way dispatch (a three-way one
+    // cost the native QEMU-style round trip about 4 more instructions).
     ($context:expr, $ctx:ident => $body:expr) => {
         match $context {
             $crate::backend::Context::Thread($ctx) => $body,
             #[cfg(cothread_native)]
             $crate::backend::Context::Native($ctx) => $body,
+            // SAFETY: a generator's control block is owner-only and never a `Coroutine`'s: handles panic before
+            // they enter it; of the paths that dispatch on `CURRENT`, which may be one, `yield_now` uses the `any:`
+            // form, and `abandon_current` is reached only in a dropped coroutine (a generator's is never cancelled).
+            #[cfg(cothread_native)]
+            $crate::backend::Context::Generator(_) => unsafe { std::hint::unreachable_unchecked() },
         }
     };
 }
@@ -307,6 +331,8 @@ pub(crate) fn retire(co: Arc<Control>) {
         Context::Thread(_) => thread::ThreadContext::retire(co),
         #[cfg(cothread_native)]
         Context::Native(_) => native::NativeContext::retire(co),
+        #[cfg(cothread_native)]
+        Context::Generator(_) => drop(co),
     }
 }
 

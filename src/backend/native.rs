@@ -34,6 +34,7 @@ use crate::sync::Arc;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
+pub(crate) mod generator;
 #[cfg(unix)]
 mod overflow;
 pub(crate) mod stacks;
@@ -299,6 +300,7 @@ fn running_guard() -> usize {
     // its resumer keeps alive (also between a switch back and its restoring `CURRENT`).
     match unsafe { current.as_ref() }.map(|co| &co.context) {
         Some(Context::Native(context)) => context.guard.get(),
+        Some(Context::Generator(context)) => context.guard(),
         _ => 0,
     }
 }
@@ -528,6 +530,7 @@ pub(crate) fn spare_into_stack(co: Arc<Control>) -> Option<DefaultStack> {
     let control = Arc::try_unwrap(co).ok()?;
     match control.context {
         Context::Native(context) => Some(context.into_stack()),
+        Context::Generator(context) => context.take_stack(),
         Context::Thread(_) => None,
     }
 }
