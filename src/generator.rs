@@ -15,14 +15,9 @@ use std::mem::{self, ManuallyDrop};
 
 #[cfg(cothread_native)]
 use crate::Backend;
+use crate::backend::{RESUMED_DONE, YIELDED_NOTHING};
 use crate::coroutine::{Builder, Control, Coroutine, Resume, yield_from};
 use crate::sync::cell::UnsafeCell;
-
-/// The message of the panic for resuming a generator that has finished.
-pub(crate) const RESUMED_DONE: &str = "resumed a generator that has finished";
-/// The message of the panic for a generator that gave control back with `yield_now()` (no value).
-pub(crate) const YIELDED_NOTHING: &str =
-    "a generator yielded without a value (yield_now() inside a generator: use Yielder::suspend)";
 
 /// What [`ScopedGenerator::resume`] found: a value the generator yielded, or the value its body returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -319,7 +314,10 @@ impl<I, Y, R> ScopedGenerator<'_, I, Y, R> {
     pub fn resume(&mut self, input: I) -> GeneratorResult<Y, R> {
         match &mut self.inner {
             #[cfg(cothread_native)]
-            Inner::Native(g) => g.resume(input),
+            Inner::Native(g) => match g.resume(input) {
+                corosensei::CoroutineResult::Yield(value) => GeneratorResult::Yield(value),
+                corosensei::CoroutineResult::Return(value) => GeneratorResult::Return(value),
+            },
             Inner::Slots(g) => g.resume(input),
         }
     }
@@ -475,7 +473,12 @@ impl Builder {
                 ));
             }
             // SAFETY: the caller's promise is the one `NativeGenerator::new` asks for.
-            let g = unsafe { crate::backend::native::generator::NativeGenerator::new(spec, f)? };
+            let g = unsafe {
+                crate::backend::native::generator::NativeGenerator::new(
+                    spec,
+                    move |switcher, input| f(&Yielder::native(switcher), input),
+                )?
+            };
             return Ok(ScopedGenerator {
                 inner: Inner::Native(g),
                 borrows: PhantomData,

@@ -64,6 +64,12 @@ pub(crate) type Unwind = fn(&Arc<Control>);
 /// The message of the panic for entering a native coroutine from a thread other than the one it runs on.
 pub(crate) const OTHER_THREAD: &str = "entered a native coroutine on a thread other than the one it runs on (native coroutines stay on the thread that first entered them)";
 
+/// The message of the panic for resuming a generator that has finished.
+pub(crate) const RESUMED_DONE: &str = "resumed a generator that has finished";
+/// The message of the panic for a generator that gave control back with `yield_now()` (no value).
+pub(crate) const YIELDED_NOTHING: &str =
+    "a generator yielded without a value (yield_now() inside a generator: use Yielder::suspend)";
+
 /// One backend's contexts. See the module documentation.
 pub(crate) trait ContextOps: Sized {
     /// Whether a successful [`claim`](ContextOps::claim) already hands control to the coroutine (the thread

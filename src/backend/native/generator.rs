@@ -27,9 +27,8 @@ use corosensei::{CoroutineResult, Yielder as Switcher};
 
 use super::{THREAD_TOKEN, UNBOUND, stacks, thread_token};
 use crate::backend::{Context, ContextOps, Control, Entry, Spec};
-use crate::backend::{OTHER_THREAD, PoolStats};
+use crate::backend::{OTHER_THREAD, PoolStats, RESUMED_DONE, YIELDED_NOTHING};
 use crate::control::{Cancelled, Phase, PhaseWord, current_ptr, replace_current, set_current};
-use crate::generator::{GeneratorResult, RESUMED_DONE, YIELDED_NOTHING, Yielder};
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
 
@@ -200,7 +199,8 @@ fn context_of(control: &Control) -> &GeneratorContext {
 }
 
 impl<I, Y, R> NativeGenerator<I, Y, R> {
-    /// A generator that will run `f` on a pooled stack of `spec`'s size.
+    /// A generator that will run `f` on a pooled stack of `spec`'s size. `f` gets corosensei's yielder, to wrap
+    /// in the public `Yielder`.
     ///
     /// # Safety
     /// The caller makes sure that the generator is dropped, unwinding its body, before anything `f` borrows ends
@@ -208,7 +208,7 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
     #[inline]
     pub(crate) unsafe fn new<F>(spec: &Spec, f: F) -> io::Result<Self>
     where
-        F: FnOnce(&Yielder<I, Y>, I) -> R,
+        F: FnOnce(&Switcher<I, MaybeUninit<Y>>, I) -> R,
     {
         let size = stacks::bucket(spec.stack_size)?;
         // The thread's spare, if it is a generator's block with a stack of this bucket (and the generator is
@@ -254,7 +254,7 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
                 .switcher
                 .set((switcher as *const Switcher<I, MaybeUninit<Y>>).cast());
             context.suspend_nothing.set(suspend_nothing::<I, Y>);
-            f(&Yielder::native(switcher), input)
+            f(switcher, input)
         };
         // SAFETY: the caller keeps what `f` borrows alive until the generator is dropped, and the drop unwinds the
         // body (on its home thread) or leaves it never to run again.
@@ -272,7 +272,7 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
     /// resume is: the switch clobbers every callee-saved register, and a call of its own would save and restore
     /// them all at every resume.
     #[inline(always)]
-    pub(crate) fn resume(&mut self, input: I) -> GeneratorResult<Y, R> {
+    pub(crate) fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         let here = THREAD_TOKEN.with(Cell::get);
         if self.home != here {
             // The first resume binds it (inline: a lifecycle always gets here once); anything else is cold.
@@ -298,11 +298,11 @@ impl<I, Y, R> NativeGenerator<I, Y, R> {
                 }
                 // SAFETY: `Yielder::suspend` yields an initialised value; only `yield_now` does not, and it sets
                 // `yielded_nothing`, checked above.
-                GeneratorResult::Yield(unsafe { value.assume_init() })
+                CoroutineResult::Yield(unsafe { value.assume_init() })
             }
             CoroutineResult::Return(value) => {
                 finished(&mut this.home, &this.control);
-                GeneratorResult::Return(value)
+                CoroutineResult::Return(value)
             }
         }
     }
