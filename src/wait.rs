@@ -129,6 +129,22 @@ impl<T> Waiter<T> {
         })
     }
 
+    /// Readies a node whose wait has ended for another wait of the same waiter, holding `value`, if nobody
+    /// else holds it any more (no queue, no waker, no task's record of its state): spares the allocations of a
+    /// new node. Returns false, changing nothing, if someone does.
+    #[cfg(all(any(unix, windows), not(loom)))]
+    pub(crate) fn reuse(node: &mut Arc<Waiter<T>>, value: Option<T>) -> bool {
+        let Some(waiter) = Arc::get_mut(node) else {
+            return false;
+        };
+        let Some(state) = Arc::get_mut(&mut waiter.state) else {
+            return false;
+        };
+        *state.get_mut() = WAITING;
+        *waiter.slot.lock() = value;
+        true
+    }
+
     /// The id of the waiting coroutine; 0 for a thread outside coroutines.
     pub(crate) fn waiter_id(&self) -> u64 {
         match &self.who {

@@ -159,7 +159,13 @@ mod poll {
             deadline: Option<Instant>,
         ) {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            MutexGuard::unlocked(st, || self.poll(shared, timeout));
+            let polled = MutexGuard::unlocked(st, || self.wait(timeout));
+            // Awake: the wake-ups that the events make (and any other from now on) need not write to the
+            // waker, which would cost a system call each and a needless return of the next poll.
+            st.parked = false;
+            if polled {
+                MutexGuard::unlocked(st, || self.dispatch(shared));
+            }
         }
 
         /// Takes the events that are ready now, without sleeping, and schedules their waiters. Returns
@@ -184,6 +190,11 @@ mod poll {
         }
 
         fn poll(&mut self, shared: &Shared, timeout: Option<std::time::Duration>) -> bool {
+            self.wait(timeout) && self.dispatch(shared)
+        }
+
+        /// Waits in the poll for events; returns whether it got any (false after an interruption).
+        fn wait(&mut self, timeout: Option<std::time::Duration>) -> bool {
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 // EINTR: the caller goes round again. Anything else would be a bug in the loop's use of
                 // the poll (a bad file descriptor), not something a user can cause.
@@ -193,6 +204,12 @@ mod poll {
                 );
                 return false;
             }
+            !self.events.is_empty()
+        }
+
+        /// Schedules the waiters of the sources the last [`wait`](Poller::wait) found ready. Returns whether
+        /// there were any (the waker's event is not one).
+        fn dispatch(&mut self, shared: &Shared) -> bool {
             let mut any = false;
             for event in &self.events {
                 if event.token() == WAKER {

@@ -13,12 +13,14 @@
 //! bound to fail (new data brings a new edge).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::io;
 
+use super::task::IdHasher;
 use crate::runloop::{Shared, current_task};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
-use crate::wait::{DROPPED, WOKEN, Waiter};
+use crate::wait::{DROPPED, Outside, WOKEN, Waiter};
 
 /// One direction of a socket's readiness.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,6 +41,9 @@ struct ReadyState {
     ready: [bool; 2],
     /// The peer closed its side or the socket failed: a read returns at once from now on (never cleared).
     hung_up: bool,
+    /// Per direction, the node of the last wait, kept for the next wait of the same task (see
+    /// [`Waiter::reuse`]): a socket's waits are one task's, one after another, as a rule.
+    spare: [Option<Arc<Waiter>>; 2],
     waiters: [Vec<Arc<Waiter>>; 2],
 }
 
@@ -54,7 +59,8 @@ impl Direction {
 /// The sources registered with one loop, by token.
 #[derive(Default)]
 pub(crate) struct Sources {
-    map: Mutex<HashMap<usize, Arc<Readiness>>>,
+    /// Tokens are handed out in sequence, like coroutine ids: the registry's cheap hash serves.
+    map: Mutex<HashMap<usize, Arc<Readiness>, BuildHasherDefault<IdHasher>>>,
     /// The number of entries in `map`, read without its lock by the loop's non-blocking polls.
     len: AtomicUsize,
     /// The next token to hand out (0 is the loop's waker).
@@ -108,8 +114,12 @@ impl Sources {
                 if ready {
                     st.ready[dir.index()] = true;
                     // Drained, not taken: the queue keeps its capacity for the next wait.
-                    // A dead waiter (its loop was dropped without unwinding it) is skipped.
-                    woken.extend(st.waiters[dir.index()].drain(..).filter(|n| n.set(WOKEN)));
+                    for node in st.waiters[dir.index()].drain(..) {
+                        // A dead waiter (its loop was dropped without unwinding it) is skipped.
+                        if node.set(WOKEN) {
+                            woken.push(node);
+                        }
+                    }
                 }
             }
         }
@@ -253,15 +263,28 @@ impl<S: mio::event::Source> Source<S> {
     /// dropped (nothing would enter it again: see [`crate::wait::DROPPED`]).
     fn wait_in_task(&self, what: &str, dir: Direction) -> io::Result<()> {
         // Panics in a coroutine that is not a task, like every primitive that has to wait.
-        let (task, node) = super::task::task_waiter(what, None);
-        {
+        let Some(task) = super::task::task_for_wait(what, Outside::Panic) else {
+            unreachable!("`Outside::Panic` leaves only tasks");
+        };
+        let node = {
             let mut st = self.readiness.state.lock();
             if std::mem::take(&mut st.ready[dir.index()]) {
                 // An event came since the attempt: try again.
                 return Ok(());
             }
+            let node = match st.spare[dir.index()].take() {
+                Some(mut node) if node.waiter_id() == task.id => {
+                    if Waiter::reuse(&mut node, None) {
+                        node
+                    } else {
+                        Waiter::for_task(task.clone(), None)
+                    }
+                }
+                _ => Waiter::for_task(task.clone(), None),
+            };
             st.waiters[dir.index()].push(node.clone());
-        }
+            node
+        };
         // The loop polls (instead of reporting a deadlock) while a task waits for a socket.
         let sources = &task.home.idle.sources;
         sources.waiting.fetch_add(1, Ordering::Relaxed);
@@ -280,7 +303,9 @@ impl<S: mio::event::Source> Source<S> {
                 "cothread: a socket operation had to wait in a coroutine that is being dropped",
             ));
         }
-        self.readiness.state.lock().ready[dir.index()] = false;
+        let mut st = self.readiness.state.lock();
+        st.ready[dir.index()] = false;
+        st.spare[dir.index()] = Some(node);
         Ok(())
     }
 

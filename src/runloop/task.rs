@@ -77,7 +77,7 @@ pub(crate) fn waiter<T>(op: &str, outside: Outside, value: Option<T>) -> Arc<Wai
 }
 
 /// The caller's task, for a wait: `None` outside coroutines if `outside` allows; else panics as [`waiter`].
-fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
+pub(super) fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
     if in_coroutine() {
         match current_task() {
             Some(task) => Some(task),
@@ -131,6 +131,10 @@ impl Hasher for IdHasher {
 
     fn write_u64(&mut self, id: u64) {
         self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, id: usize) {
+        self.write_u64(id as u64);
     }
 }
 
