@@ -24,6 +24,7 @@ on_each_backend!(
     a_panic_raised_during_the_forced_unwind_reaches_the_dropper,
     a_suspended_coroutine_dropped_while_its_owner_unwinds_is_unwound_too,
     builder_reports_an_impossible_thread_as_err,
+    #[cfg(all(not(miri), target_pointer_width = "64"))]
     builder_reports_os_refusal_as_err,
 );
 
