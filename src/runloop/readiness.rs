@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::io;
 
-use super::task::IdHasher;
+use super::task::{IdHasher, Task};
 use crate::runloop::{Shared, current_task};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
@@ -182,18 +182,18 @@ impl<S: mio::event::Source> Source<S> {
         let mut task = None;
         // A read that ended short at the peer's FIN also emptied nothing: the FIN stays to be read, and its
         // edge has come. So not after a hang-up.
-        if self.io.lock().emptied[dir.index()] && !self.readiness.state.lock().hung_up {
-            let current = current_task();
+        let skip = {
             let reg = self.io.lock();
-            let same_loop = matches!((&current, &reg.with), (Some(t), Some((home, _))) if Arc::ptr_eq(&t.home, home));
-            let still_empty = reg.emptied[dir.index()];
-            drop(reg);
-            if same_loop {
-                task = Some(current);
-                if still_empty {
-                    self.wait_in_task(what, dir)?;
-                }
+            if reg.emptied[dir.index()] && !self.readiness.state.lock().hung_up {
+                current_task()
+                    .filter(|t| matches!(&reg.with, Some((home, _)) if Arc::ptr_eq(&t.home, home)))
+            } else {
+                None
             }
+        };
+        if let Some(current) = skip {
+            self.wait_in_task(what, dir, Some(&current))?;
+            task = Some(Some(current));
         }
         loop {
             let result = {
@@ -219,8 +219,10 @@ impl<S: mio::event::Source> Source<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return other,
             }
-            if matches!(task, Some(Some(_))) || crate::coroutine::in_coroutine() {
-                self.wait_in_task(what, dir)?;
+            if let Some(Some(task)) = &task {
+                self.wait_in_task(what, dir, Some(task))?;
+            } else if crate::coroutine::in_coroutine() {
+                self.wait_in_task(what, dir, None)?;
             } else {
                 self.wait_blocking(dir)?;
             }
@@ -259,12 +261,17 @@ impl<S: mio::event::Source> Source<S> {
         }
     }
 
-    /// A task waits for readiness in `dir`; returns when it should try again, or an error if the task is being
-    /// dropped (nothing would enter it again: see [`crate::wait::DROPPED`]).
-    fn wait_in_task(&self, what: &str, dir: Direction) -> io::Result<()> {
-        // Panics in a coroutine that is not a task, like every primitive that has to wait.
-        let Some(task) = super::task::task_for_wait(what, Outside::Panic) else {
-            unreachable!("`Outside::Panic` leaves only tasks");
+    /// A task waits for readiness in `dir` (`task`: the caller's, if already looked up); returns when it should
+    /// try again, or an error if the task is being dropped (nothing would enter it again: see
+    /// [`crate::wait::DROPPED`]).
+    fn wait_in_task(&self, what: &str, dir: Direction, task: Option<&Arc<Task>>) -> io::Result<()> {
+        let task = match task {
+            Some(task) => task.clone(),
+            // Panics in a coroutine that is not a task, like every primitive that has to wait.
+            None => match super::task::task_for_wait(what, Outside::Panic) {
+                Some(task) => task,
+                None => unreachable!("`Outside::Panic` leaves only tasks"),
+            },
         };
         let node = {
             let mut st = self.readiness.state.lock();
