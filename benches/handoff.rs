@@ -135,6 +135,29 @@ fn round_robin(c: &mut Criterion) {
     g.finish();
 }
 
+/// The run loop's task switch (a task calling `yield_to_loop`), beside the bare enter + yield of the same
+/// backend and tokio's `yield_now().await` on its current-thread runtime.
+fn loop_switch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("loop_switch");
+    g.bench_function("thread/spin", |b| {
+        b.iter_custom(|n| workloads::loop_switch(Variant::SPIN, n))
+    });
+    g.bench_function("baseline/thread_enter_yield/spin", |b| {
+        b.iter_custom(|n| workloads::round_trip(Variant::SPIN, n))
+    });
+    #[cfg(cothread_native)]
+    {
+        g.bench_function("native", |b| b.iter_custom(workloads::native::loop_switch));
+        g.bench_function("baseline/native_enter_yield", |b| {
+            b.iter_custom(workloads::native::round_trip)
+        });
+    }
+    g.bench_function("baseline/tokio_yield_now", |b| {
+        b.iter_custom(workloads::tokio_yield)
+    });
+    g.finish();
+}
+
 /// Generators: a round trip carrying a `u64` each way, and a lifecycle; each beside its baseline (the
 /// QEMU-style round trip on the thread backend, corosensei on the native one).
 fn generator(c: &mut Criterion) {
@@ -173,6 +196,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, lifecycle, nesting, round_robin, generator
+    targets = round_trip, lifecycle, nesting, round_robin, loop_switch, generator
 }
 criterion_main!(benches);

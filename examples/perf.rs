@@ -228,6 +228,81 @@ fn native_vs_corosensei(table: &mut Table) -> String {
     summary
 }
 
+/// Interleaved run-loop switch comparisons: pairs, and switches a run (native; thread).
+#[cfg(cothread_native)]
+const LOOP_PAIRS: usize = 200;
+#[cfg(cothread_native)]
+const LOOP_SWITCHES: u64 = 10_000;
+const THREAD_LOOP_PAIRS: usize = 40;
+const THREAD_LOOP_SWITCHES: u64 = 2_000;
+
+/// The run loop's task switch (a task calling `yield_to_loop`) against the bare enter + yield of the same
+/// backend, and against tokio's `yield_now().await` in its current-thread runtime, each in alternating short
+/// runs (see `workloads::interleaved`). Adds the rows and returns the summary line.
+fn loop_switch(table: &mut Table) -> String {
+    let thread = workloads::interleaved(
+        THREAD_LOOP_PAIRS,
+        THREAD_LOOP_SWITCHES,
+        |n| workloads::loop_switch(Variant::SPIN, n),
+        |n| workloads::round_trip(Variant::SPIN, n),
+    );
+    table.pairs(
+        "loop-switch",
+        "thread, spin (interleaved)",
+        "baseline: thread, spin enter + yield",
+        &thread,
+    );
+    let tokio = workloads::interleaved(
+        THREAD_LOOP_PAIRS,
+        THREAD_LOOP_SWITCHES,
+        |n| workloads::loop_switch(Variant::SPIN, n),
+        workloads::tokio_yield,
+    );
+    table.pairs(
+        "loop-switch",
+        "thread, spin (interleaved)",
+        "baseline: tokio yield_now (interleaved)",
+        &tokio,
+    );
+    #[cfg(cothread_native)]
+    {
+        use workloads::native;
+        let bare = workloads::interleaved(
+            LOOP_PAIRS,
+            LOOP_SWITCHES,
+            native::loop_switch,
+            native::round_trip,
+        );
+        table.pairs(
+            "loop-switch",
+            "native (interleaved)",
+            "baseline: native enter + yield (interleaved)",
+            &bare,
+        );
+        let tokio = workloads::interleaved(
+            LOOP_PAIRS,
+            LOOP_SWITCHES,
+            native::loop_switch,
+            workloads::tokio_yield,
+        );
+        table.pairs(
+            "loop-switch",
+            "native (interleaved)",
+            "baseline: tokio yield_now (interleaved)",
+            &tokio,
+        );
+        let within_5x = bare.iter().filter(|p| p.0 <= 5.0 * p.1).count();
+        let summary = format!(
+            "native loop switch / bare native enter + yield over {LOOP_PAIRS} interleaved pairs of \
+             {LOOP_SWITCHES}: within 5x in {within_5x} pairs"
+        );
+        eprintln!("  {summary}");
+        summary
+    }
+    #[cfg(not(cothread_native))]
+    String::from("(the native backend's loop switch: --features native)")
+}
+
 /// Interleaved generator comparisons: pairs, and operations a run (native; thread).
 #[cfg(cothread_native)]
 const GENERATOR_PAIRS: usize = 200;
@@ -352,6 +427,13 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("echo") {
         // `cargo run --release [--features native] --example perf -- echo`.
         println!("{}", echo_vs_tokio());
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("loop-switch") {
+        // `cargo run --release [--features native] --example perf -- loop-switch`.
+        let summary = loop_switch(&mut table);
+        table.print();
+        println!("{summary}");
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("generators") {

@@ -300,10 +300,13 @@ pub(crate) const UNWINDING: u8 = 1;
 /// - `stash` holds the value, boxed, if the body returned while `out` was null (a handle's enter); written by
 ///   the coroutine before it finishes, taken by the owner after it has seen the phase `Finished`;
 /// - `panic` holds the body's panic payload; written by the coroutine before it finishes, taken by the one
-///   enterer that gets control back from the run in which it finished.
+///   enterer that gets control back from the run in which it finished;
+/// - `scheduler` holds the record of the scheduler that owns the coroutine, if any (QEMU's `co->ctx`: the run
+///   loop's task): set before the coroutine first runs, read by the coroutine while it runs, taken back only
+///   once the coroutine has finished (or with the block).
 ///
-/// The phase word's release/acquire transitions order every access to the three cells, so that one side at a
-/// time touches each.
+/// The phase word's release/acquire transitions order every access to the cells, so that one side at a time
+/// touches each.
 pub(crate) struct Control<K> {
     pub(crate) phase: PhaseWord,
     pub(crate) context: K,
@@ -318,6 +321,7 @@ pub(crate) struct Control<K> {
     pub(crate) out: UnsafeCell<Out>,
     pub(crate) stash: UnsafeCell<Option<Payload>>,
     pub(crate) panic: UnsafeCell<Option<Payload>>,
+    pub(crate) scheduler: UnsafeCell<Option<Box<dyn Any + Send + Sync>>>,
 }
 
 // SAFETY: the cells (`out`, `stash`, `panic`) are shared between a coroutine's context and its enterers, which
@@ -340,6 +344,7 @@ impl<K> Control<K> {
             out: UnsafeCell::new(Out::NONE),
             stash: UnsafeCell::new(None),
             panic: UnsafeCell::new(None),
+            scheduler: UnsafeCell::new(None),
         }
     }
 
@@ -370,6 +375,7 @@ impl<K> Control<K> {
             self.out.with_mut(|out| *out = Out::NONE);
             self.stash.with_mut(|stash| *stash = None);
             self.panic.with_mut(|panic| *panic = None);
+            self.scheduler.with_mut(|scheduler| *scheduler = None);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! immediate caller, and a coroutine that is in the chain (running, or waiting for a coroutine it entered) is
 //! "entered" and cannot be entered again.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -295,6 +296,19 @@ impl<R> Coroutine<R> {
         &self.co
     }
 
+    /// Hangs a scheduler's record on this coroutine (the run loop's task: QEMU's `co->ctx`), for
+    /// [`with_current_scheduler`] to find while it runs.
+    ///
+    /// # Safety
+    /// The coroutine has not run yet, and no other thread can reach it (no handle has been given out).
+    pub(crate) unsafe fn attach_scheduler(&self, record: Box<dyn Any + Send + Sync>) {
+        // SAFETY: the caller guarantees that nobody else touches the cell now; the enter that first runs the
+        // coroutine orders this write before its reads.
+        self.co
+            .scheduler
+            .with_mut(|cell| unsafe { *cell = Some(record) });
+    }
+
     /// Whether the calling thread may run (and so unwind) this coroutine: always on the thread backend; on the
     /// native one, only on its own thread (binding an unbound one here).
     pub(crate) fn runs_here(&self) -> bool {
@@ -350,6 +364,17 @@ impl CoroutineRef {
     /// Whether the coroutine has finished.
     pub fn is_finished(&self) -> bool {
         self.co.phase.phase() == Phase::Finished
+    }
+
+    /// Takes back the record [`Coroutine::attach_scheduler`] hung on the coroutine, once it has finished (`None`
+    /// before that).
+    pub(crate) fn detach_scheduler(&self) -> Option<Box<dyn Any + Send + Sync>> {
+        if !self.is_finished() {
+            return None;
+        }
+        // SAFETY: the coroutine has finished (the acquire load above saw it), so it no longer reads the cell;
+        // the one who detaches is its scheduler, the only other user of the cell.
+        self.co.scheduler.with_mut(|cell| unsafe { (*cell).take() })
     }
 
     /// Runs the coroutine until it yields or returns, like [`Coroutine::enter`]; the returned value (if any)
@@ -663,6 +688,21 @@ pub fn current() -> Option<CoroutineRef> {
         Arc::from_raw(ptr)
     };
     Some(CoroutineRef { co })
+}
+
+/// Calls `f` with the scheduler's record of the coroutine running on this thread (see
+/// [`Coroutine::attach_scheduler`]); `None` outside coroutines or in one no scheduler owns.
+#[inline]
+pub(crate) fn with_current_scheduler<T>(
+    f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> T,
+) -> T {
+    // SAFETY: as in `yield_now`, the pointee is alive while this coroutine runs.
+    let Some(co) = (unsafe { current_ptr().as_ref() }) else {
+        return f(None);
+    };
+    // SAFETY: the running coroutine only reads the cell, which its scheduler writes only before it first ran or
+    // once it has finished.
+    co.scheduler.with(|cell| f(unsafe { (*cell).as_deref() }))
 }
 
 /// The owner drops a coroutine that had not finished when it looked: a suspended one is unwound (its stack's

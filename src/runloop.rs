@@ -48,11 +48,16 @@
 //!   So a chain of hand-offs runs without detours; to keep a ring of tasks that wake each other from starving
 //!   the others, at most [`MAX_WAKE_CHAIN`] tasks in a row are entered this way;
 //! - any other wake-up (from outside coroutines, from another loop's task, from another OS thread) puts the
-//!   task at the tail of its loop's run queue at once and wakes the loop's thread if it sleeps
-//!   (`aio_co_wake` across contexts). Wake-ups from outside coroutines are not entered on the waker's stack.
+//!   task at the tail of its loop's run queue (before the loop enters its next task) and wakes the loop's
+//!   thread if it sleeps (`aio_co_wake` across contexts). Wake-ups from outside coroutines are not entered on the waker's stack.
 //!
-//! Everything the two sides share goes through the crate's `Mutex` and atomics: on the thread backend a task
-//! runs on a thread of its own, and wake-ups can come from any thread.
+//! Wake-ups can come from any thread, and on the thread backend a task runs on a thread of its own: what they
+//! reach goes through the crate's `Mutex` and atomics. The exception is the loop's own run queue, which only
+//! the thread driving the loop touches: the loop between entries, and the native task it runs (on that thread)
+//! when that task wakes a task of the same loop or calls [`yield_to_loop`]. So a native task's switch through
+//! the loop takes no lock and no atomic read-modify-write, and finds its task from its control block (QEMU's
+//! `co->ctx`), not by a lookup. Other wake-ups go to a shared queue under the lock, which the loop takes in
+//! before it enters the next task.
 //!
 //! A task that calls plain [`yield_now`](crate::yield_now) is suspended until something wakes it (an explicit
 //! [`wake`], or a primitive it waits on); [`yield_to_loop`] instead lets the other runnable tasks run and comes
@@ -80,14 +85,16 @@
 //! socket, an [`offload`]ed closure runs or a [`block_on`] future is pending, it sleeps until woken; without one, it panics with "deadlocked", naming how many tasks wait. [`RunLoop::run_until_stalled`]
 //! returns at that point instead, with the number of tasks that still wait.
 
+use std::cell::Cell;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::coroutine::{Builder, Coroutine, CoroutineRef};
-use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::coroutine::{Builder, Coroutine, CoroutineRef, in_coroutine};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex};
 
 #[cfg(not(loom))]
@@ -101,6 +108,7 @@ mod timer;
 #[cfg(not(loom))]
 pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
+use task::detach;
 use task::{IdHasher, Task, find, register, unregister};
 pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
 pub(crate) use task::{current_task, waiter};
@@ -110,11 +118,71 @@ pub use timer::{end_sleep, sleep, sleep_until};
 /// The part of a loop that wakers on any thread reach.
 struct Shared {
     state: Mutex<State>,
+    /// `state` holds runnable tasks the loop has not taken into its own queue yet. Set under the state lock by
+    /// whoever puts them there; cleared under it by the loop when it takes them.
+    notified: AtomicBool,
+    /// The id of the task the loop is entering, 0 when none. Written only by the loop's thread.
+    running: AtomicU64,
+    /// How many tasks in a row were entered as wake-ups of the task before, up to the running one. Written
+    /// only by the loop's thread.
+    chain: AtomicU32,
+    /// The loop's own run queue: see [`Local`].
+    local: UnsafeCell<Local>,
     /// Where the loop's thread sleeps when nothing is runnable (mio's poll, or a condition variable).
     idle: Idle,
 }
 
+/// The run queue that only the thread driving the loop touches, without a lock: the loop itself, between the
+/// tasks it enters, and the native task it enters (which runs on that thread, with the loop's frames below it
+/// on the stack). Thread-backed tasks run on threads of their own, so their wake-ups go through `State`. Only
+/// reached through [`Shared::with_local`].
+#[derive(Default)]
+struct Local {
+    /// Tasks to enter, in order.
+    runnable: VecDeque<Arc<Task>>,
+    /// Tasks woken by the running task: entered right after it, before `runnable`.
+    front: Vec<Arc<Task>>,
+    /// The running task asked to go to the tail of `runnable` once it has yielded ([`yield_to_loop`]).
+    requeue_running: bool,
+}
+
+// SAFETY: `local` is the only field that is not `Sync`; it is touched only by the thread that drives the loop
+// (which holds `&mut RunLoop`) or by the `RunLoop`'s owner through `&mut RunLoop` while nothing drives it, never
+// by two threads at once (see `with_local`). The tasks it holds are `Send + Sync`.
+unsafe impl Sync for Shared {}
+
+crate::sync::thread_local! {
+    /// The loop this thread is driving (in `run` or `run_until_stalled`), null when none.
+    static DRIVING: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the calling thread as driving `shared` until dropped (loops may be driven inside a task of another).
+struct Driving(*const Shared);
+
+impl Driving {
+    fn start(shared: &Shared) -> Driving {
+        Driving(DRIVING.with(|d| d.replace(shared)))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(self.0));
+    }
+}
+
 impl Shared {
+    fn new(idle: Idle) -> Shared {
+        Shared {
+            state: Mutex::new(State::default()),
+            notified: AtomicBool::new(false),
+            running: AtomicU64::new(0),
+            chain: AtomicU32::new(0),
+            local: UnsafeCell::new(Local::default()),
+            idle,
+        }
+    }
+
     /// Wakes the loop's thread if it sleeps; the caller holds the state lock.
     fn wake_loop(&self, st: &mut State) {
         if st.parked {
@@ -122,18 +190,41 @@ impl Shared {
             self.idle.wake();
         }
     }
+
+    /// Whether the caller may use the loop's own queue ([`with_local`](Shared::with_local)): it runs on the
+    /// thread that drives this loop, and is either the loop itself (`task` is `None`, outside coroutines) or
+    /// the task the loop is entering (`task` is its id).
+    #[inline]
+    fn is_driven_by_caller(&self, task: Option<u64>) -> bool {
+        DRIVING.with(|d| std::ptr::eq(d.get(), self))
+            && match task {
+                None => !in_coroutine(),
+                Some(id) => self.running.load(Ordering::Relaxed) == id,
+            }
+    }
+
+    /// Calls `f` with the loop's own queue.
+    ///
+    /// # Safety
+    /// The caller holds `&mut RunLoop` while nothing drives the loop, or [`is_driven_by_caller`] said yes;
+    /// `f` does not reach the queue again (it wakes nothing and enters nothing).
+    ///
+    /// [`is_driven_by_caller`]: Shared::is_driven_by_caller
+    #[inline]
+    unsafe fn with_local<T>(&self, f: impl FnOnce(&mut Local) -> T) -> T {
+        // SAFETY: the caller's contract: the only thread that touches the queue now is this one, and nothing
+        // else on it holds the reference.
+        self.local.with_mut(|local| f(unsafe { &mut *local }))
+    }
 }
 
 #[derive(Default)]
 struct State {
-    /// Tasks to enter, in order.
+    /// Tasks made runnable by others than the loop and its native tasks, for the loop to take (at the tail of
+    /// its queue).
     runnable: VecDeque<Arc<Task>>,
-    /// Tasks woken by the running task: entered right after it, before `runnable`.
+    /// Tasks woken by the running task when it is thread-backed: the loop takes them to the head of its queue.
     front: Vec<Arc<Task>>,
-    /// The id of the task the loop is entering, 0 when none.
-    running: u64,
-    /// How many tasks in a row were entered as wake-ups of the task before, up to the running one.
-    chain: u32,
     /// Pending sleeps, earliest first.
     timers: BinaryHeap<Timer>,
     /// Tie-breaker that keeps equal deadlines in FIFO order.
@@ -162,16 +253,16 @@ struct State {
 pub struct RunLoop {
     shared: Arc<Shared>,
     /// The tasks that have not finished, by id.
-    coroutines: HashMap<u64, Coroutine<()>, BuildHasherDefault<IdHasher>>,
+    coroutines: TaskCoroutines,
     /// The loop thread's side of the idle wait.
     poller: Poller,
     /// Tasks entered since the loop last polled for I/O (see [`POLL_INTERVAL`]).
     entered_since_poll: u32,
 }
 
-/// While tasks are runnable, the loop still polls for I/O (without sleeping) after this many entries, so that
-/// tasks waiting for sockets are not starved by busy ones (QEMU's `aio_poll` polls on every iteration; tokio
-/// every 61 ticks).
+/// While tasks are runnable, the loop still polls for I/O (without sleeping) and fires due sleeps after this
+/// many entries, so that tasks waiting for sockets or timers are not starved by busy ones (QEMU's `aio_poll`
+/// polls on every iteration; tokio every 61 ticks).
 const POLL_INTERVAL: u32 = 32;
 
 /// A handle to a [`RunLoop`] that any thread can hold: spawns tasks onto the loop and wakes it (QEMU's
@@ -283,18 +374,22 @@ where
         let value = f();
         *slot.lock() = Some(value);
     })?;
-    let handle = co.handle();
-    let id = handle.id();
     let task = Arc::new(Task {
-        co: handle.clone(),
-        id,
+        id: co.handle().id(),
         home: home.clone(),
-        scheduled: AtomicBool::new(true),
+        in_loop_queue: AtomicBool::new(false),
+        in_shared_queue: AtomicBool::new(false),
         via_front: AtomicBool::new(false),
         waiting: Mutex::new(None),
     });
+    // SAFETY: the coroutine has not run, and nobody else has a handle to it yet.
+    unsafe { co.attach_scheduler(Box::new(task.clone())) };
     register(&task);
-    Ok((co, task, JoinHandle { co: handle, result }))
+    let handle = JoinHandle {
+        co: co.handle(),
+        result,
+    };
+    Ok((co, task, handle))
 }
 
 /// Spawns onto a loop that may be running elsewhere: the loop adopts the coroutine from `incoming`.
@@ -308,11 +403,15 @@ where
     if st.closed {
         drop(st);
         unregister(task.id);
+        let co_ref = co.handle();
         drop(co);
+        detach(&co_ref);
         return Ok(handle);
     }
     st.incoming.push(co);
+    task.in_shared_queue.store(true, Ordering::Relaxed);
     st.runnable.push_back(task);
+    home.notified.store(true, Ordering::Release);
     home.wake_loop(&mut st);
     Ok(handle)
 }
@@ -404,6 +503,44 @@ impl fmt::Debug for KeepAlive {
     }
 }
 
+/// Adopts the tasks spawned from elsewhere and takes the tasks others made runnable into the loop's own queue:
+/// wake-ups by a thread-backed running task to its head, the rest to its tail. The caller drives the loop,
+/// outside coroutines.
+fn take_notified(shared: &Shared, coroutines: &mut TaskCoroutines, st: &mut State) {
+    for co in std::mem::take(&mut st.incoming) {
+        coroutines.insert(co.handle().id(), co);
+    }
+    shared.notified.store(false, Ordering::Relaxed);
+    // SAFETY: this thread drives the loop, outside coroutines; nothing here wakes or enters.
+    unsafe {
+        shared.with_local(|local| {
+            for t in st.front.drain(..).rev() {
+                if take_into_loop_queue(&t) {
+                    local.runnable.push_front(t);
+                }
+            }
+            for t in st.runnable.drain(..) {
+                if take_into_loop_queue(&t) {
+                    local.runnable.push_back(t);
+                }
+            }
+        });
+    }
+}
+
+/// Moves `task`'s mark from the shared queue to the loop's own; returns `false` if it is there already.
+fn take_into_loop_queue(task: &Task) -> bool {
+    task.in_shared_queue.store(false, Ordering::Relaxed);
+    if task.in_loop_queue.load(Ordering::Relaxed) {
+        return false;
+    }
+    task.in_loop_queue.store(true, Ordering::Relaxed);
+    true
+}
+
+/// A loop's unfinished tasks by id.
+type TaskCoroutines = HashMap<u64, Coroutine<()>, BuildHasherDefault<IdHasher>>;
+
 /// What [`RunLoop::next`] does when nothing is runnable and no sleep is pending.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum WhenStalled {
@@ -434,10 +571,7 @@ impl RunLoop {
     pub fn try_new() -> io::Result<RunLoop> {
         let (idle, poller) = Idle::new()?;
         Ok(RunLoop {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                idle,
-            }),
+            shared: Arc::new(Shared::new(idle)),
             coroutines: HashMap::default(),
             poller,
             entered_since_poll: 0,
@@ -474,7 +608,12 @@ impl RunLoop {
     {
         let (co, task, handle) = new_task(&self.shared, builder, f)?;
         self.coroutines.insert(task.id, co);
-        self.shared.state.lock().runnable.push_back(task);
+        task.in_loop_queue.store(true, Ordering::Relaxed);
+        // SAFETY: `&mut self`, and nothing drives the loop (that would hold `&mut self` too).
+        unsafe {
+            self.shared
+                .with_local(|local| local.runnable.push_back(task))
+        };
         Ok(handle)
     }
 
@@ -518,23 +657,58 @@ impl RunLoop {
     fn drive(&mut self, when_stalled: WhenStalled) {
         // Native tasks of a loop dropped elsewhere that ran here are unwound here (see the crate's "Rules").
         crate::backend::unwind_orphans();
+        let _driving = Driving::start(&self.shared);
         while let Some(task) = self.next(when_stalled) {
+            task.in_loop_queue.store(false, Ordering::Relaxed);
+            let chained = task.via_front.load(Ordering::Relaxed);
+            if chained {
+                task.via_front.store(false, Ordering::Relaxed);
+            }
             let Some(co) = self.coroutines.get_mut(&task.id) else {
                 continue;
             };
+            let chain = &self.shared.chain;
+            chain.store(
+                if chained {
+                    chain.load(Ordering::Relaxed) + 1
+                } else {
+                    0
+                },
+                Ordering::Relaxed,
+            );
+            self.shared.running.store(task.id, Ordering::Relaxed);
+            self.entered_since_poll += 1;
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| co.enter()));
+            self.shared.running.store(0, Ordering::Relaxed);
             let finished = co.is_finished();
-            {
-                let mut st = self.shared.state.lock();
-                st.running = 0;
-                let woken = std::mem::take(&mut st.front);
-                for t in woken.into_iter().rev() {
-                    st.runnable.push_front(t);
-                }
-            }
             if finished {
+                let co_ref = co.handle();
                 self.coroutines.remove(&task.id);
+                detach(&co_ref);
                 unregister(task.id);
+            }
+            // SAFETY: this thread drives the loop, outside coroutines; nothing here wakes or enters.
+            let requeue = unsafe {
+                self.shared.with_local(|local| {
+                    if !local.front.is_empty() {
+                        for t in local.front.drain(..).rev() {
+                            local.runnable.push_front(t);
+                        }
+                    }
+                    std::mem::take(&mut local.requeue_running) && !finished
+                })
+            };
+            if requeue {
+                // Behind what others made runnable meanwhile (tasks it spawned, say).
+                if self.shared.notified.load(Ordering::Acquire) {
+                    let mut st = self.shared.state.lock();
+                    take_notified(&self.shared, &mut self.coroutines, &mut st);
+                }
+                // SAFETY: as above.
+                unsafe {
+                    self.shared
+                        .with_local(|local| local.runnable.push_back(task))
+                };
             }
             if let Err(payload) = outcome {
                 panic::resume_unwind(payload);
@@ -542,27 +716,35 @@ impl RunLoop {
         }
     }
 
-    /// The next task to enter (marked running), or `None` when the loop should return.
+    /// The next task to enter, or `None` when the loop should return.
     fn next(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
+        if self.entered_since_poll < POLL_INTERVAL && !self.shared.notified.load(Ordering::Acquire)
+        {
+            // SAFETY: this thread drives the loop, outside coroutines.
+            let task = unsafe { self.shared.with_local(|local| local.runnable.pop_front()) };
+            if task.is_some() {
+                return task;
+            }
+        }
+        self.refill(when_stalled)
+    }
+
+    /// [`next`](RunLoop::next) when the loop's own queue is empty, others made tasks runnable, or it is time
+    /// to poll: takes in what others made runnable and the due sleeps, and sleeps while nothing is runnable.
+    fn refill(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
         if self.entered_since_poll >= POLL_INTERVAL {
             self.entered_since_poll = 0;
             self.poller.poll_now(&self.shared);
         }
-        let mut st = self.shared.state.lock();
+        let shared = &self.shared;
+        let mut st = shared.state.lock();
         loop {
-            for co in std::mem::take(&mut st.incoming) {
-                self.coroutines.insert(co.handle().id(), co);
-            }
             let next_deadline = fire_due_timers(&mut st);
-            while let Some(task) = st.runnable.pop_front() {
-                task.scheduled.store(false, Ordering::Relaxed);
-                let chained = task.via_front.swap(false, Ordering::Relaxed);
-                if self.coroutines.contains_key(&task.id) {
-                    st.chain = if chained { st.chain + 1 } else { 0 };
-                    st.running = task.id;
-                    self.entered_since_poll += 1;
-                    return Some(task);
-                }
+            take_notified(shared, &mut self.coroutines, &mut st);
+            // SAFETY: this thread drives the loop, outside coroutines.
+            let task = unsafe { self.shared.with_local(|local| local.runnable.pop_front()) };
+            if task.is_some() {
+                return task;
             }
             if self.coroutines.is_empty() {
                 return None;
@@ -638,8 +820,13 @@ impl Drop for RunLoop {
             }
         }
         for id in ids {
-            let co = self.coroutines.remove(&id);
-            drop(co);
+            if let Some(co) = self.coroutines.remove(&id) {
+                let co_ref = co.handle();
+                drop(co);
+                // A task that did not finish here (unwound later on its own thread, or left suspended for
+                // good) keeps its record until its control block goes.
+                detach(&co_ref);
+            }
             unregister(id);
         }
         // Break the cycles task -> loop -> queues -> task.
@@ -648,7 +835,9 @@ impl Drop for RunLoop {
         let front = std::mem::take(&mut st.front);
         let timers = std::mem::take(&mut st.timers);
         drop(st);
-        drop((runnable, front, timers));
+        // SAFETY: `&mut self`: nothing drives the loop.
+        let local = unsafe { self.shared.with_local(std::mem::take) };
+        drop((runnable, front, timers, local));
     }
 }
 

@@ -96,6 +96,48 @@ fn round_trip_with(make: MakeBuilder, iters: u64) -> Duration {
     // Dropping `co` unwinds the endless body.
 }
 
+/// The run loop's task switch: one task of a loop calls `yield_to_loop` `iters` times (QEMU's
+/// `aio_co_schedule(ctx, self)` then `qemu_coroutine_yield()`), measured inside the task.
+fn loop_switch_with(make: MakeBuilder, iters: u64) -> Duration {
+    let mut rl = cothread::RunLoop::new();
+    let task = rl
+        .spawn_with(make(), move || {
+            let start = Instant::now();
+            for _ in 0..iters {
+                cothread::runloop::yield_to_loop();
+            }
+            start.elapsed()
+        })
+        .expect("coroutine");
+    rl.run();
+    task.take().expect("finished")
+}
+
+/// The run loop's task switch on the thread backend (see `loop_switch_with`).
+pub fn loop_switch(v: Variant, iters: u64) -> Duration {
+    v.apply();
+    loop_switch_with(|| Builder::new().backend(cothread::Backend::Thread), iters)
+}
+
+/// Baseline for the run loop's task switch: `tokio::task::yield_now().await` in a task of tokio's
+/// current-thread runtime.
+pub fn tokio_yield(iters: u64) -> Duration {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for _ in 0..iters {
+                tokio::task::yield_now().await;
+            }
+            start.elapsed()
+        })
+        .await
+        .expect("tokio task")
+    })
+}
+
 /// QEMU /perf/lifecycle: create, enter and finish an empty coroutine.
 fn lifecycle_with(make: MakeBuilder, iters: u64) -> Duration {
     // Warm the pool so the first measured lifecycle finds an idle thread or stack, as every later one does.
@@ -595,6 +637,11 @@ pub mod native {
     /// QEMU /perf/yield on the native backend.
     pub fn round_trip(iters: u64) -> Duration {
         round_trip_with(native_builder, iters)
+    }
+
+    /// The run loop's task switch on the native backend (see `loop_switch_with`).
+    pub fn loop_switch(iters: u64) -> Duration {
+        loop_switch_with(native_builder, iters)
     }
 
     /// QEMU /perf/lifecycle on the native backend: create, enter and finish, with a pooled stack.

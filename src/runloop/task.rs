@@ -1,5 +1,6 @@
 //! Tasks and wake-ups: the record of a coroutine spawned on a loop (the wake handle its waits leave in the wait
-//! queues), the registry that finds a coroutine's record, and how a wake-up makes a task runnable.
+//! queues, hung on the coroutine's control block so that the task finds itself without a lookup), the registry
+//! that finds a handle's record, and how a wake-up makes a task runnable.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use super::Shared;
-use crate::coroutine::{CoroutineRef, current, in_coroutine, yield_now};
+use crate::coroutine::{CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::sync::{Arc, Mutex};
 #[cfg(not(loom))]
@@ -17,12 +18,16 @@ use crate::wait::{Outside, Waiter, Wake};
 
 /// A coroutine spawned on a loop, as the wait queues and the registry see it.
 pub(crate) struct Task {
-    pub(super) co: CoroutineRef,
+    /// The coroutine's id.
     pub(super) id: u64,
     pub(super) home: Arc<Shared>,
-    /// In `runnable` or `front` (or about to be entered). Read and written only under `home.state`'s lock.
-    pub(super) scheduled: AtomicBool,
-    /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]). Under `home.state`'s lock.
+    /// In the loop's own queue ([`Local`](super::Local)): touched only by the thread driving the loop, with
+    /// plain loads and stores. Whoever sets it puts the task there; the loop clears it when it takes it out.
+    pub(super) in_loop_queue: AtomicBool,
+    /// In `State::runnable` or `State::front`: touched only under `home.state`'s lock. Cleared when the loop
+    /// takes the task into its own queue (where it goes only if not there already).
+    pub(super) in_shared_queue: AtomicBool,
+    /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]); read and cleared by the loop.
     pub(super) via_front: AtomicBool,
     /// The state of the wait the task is in, if any (set by [`Waiter::block`]), for the loop's drop to
     /// withdraw it ([`crate::wait::withdraw`]).
@@ -166,29 +171,66 @@ pub(super) fn unregister(id: u64) {
     REGISTRY.shard(id).lock().remove(&id);
 }
 
+/// Calls `f` with the task record of the coroutine the caller runs in, if that coroutine was spawned on a loop
+/// (read from its control block).
+#[inline]
+fn with_current_task<T>(f: impl FnOnce(Option<&Arc<Task>>) -> T) -> T {
+    with_current_scheduler(|record| f(record.and_then(|record| record.downcast_ref())))
+}
+
 /// The task record of the coroutine the caller runs in, if that coroutine was spawned on a loop.
 pub(crate) fn current_task() -> Option<Arc<Task>> {
-    let id = current()?.id();
-    find(id)
+    with_current_task(|task| task.cloned())
+}
+
+/// Drops the task record hung on `co` once it has finished (see [`crate::Coroutine::attach_scheduler`]).
+pub(super) fn detach(co: &CoroutineRef) {
+    drop(co.detach_scheduler());
 }
 
 /// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
 /// `co_queue_wakeup`), else at the tail of the run queue, waking the loop's thread if it sleeps. Does nothing
 /// if the task is already scheduled.
 pub(crate) fn schedule(task: &Arc<Task>) {
-    let waker = current().map(|c| c.id());
-    let mut st = task.home.state.lock();
-    if task.scheduled.swap(true, Ordering::Relaxed) {
+    let home = &task.home;
+    let waker = with_current_task(|waker| waker.map(|waker| waker.id));
+    let by_running = matches!(waker, Some(id) if home.running.load(Ordering::Relaxed) == id);
+    let chained = by_running && home.chain.load(Ordering::Relaxed) < MAX_WAKE_CHAIN;
+    if home.is_driven_by_caller(waker) {
+        if task.in_loop_queue.load(Ordering::Relaxed) {
+            return;
+        }
+        task.in_loop_queue.store(true, Ordering::Relaxed);
+        // SAFETY: the caller is the loop's thread, as the loop or the native task it runs; pushing wakes
+        // nothing.
+        unsafe {
+            home.with_local(|local| {
+                if chained {
+                    task.via_front.store(true, Ordering::Relaxed);
+                    local.front.push(task.clone());
+                } else {
+                    local.runnable.push_back(task.clone());
+                }
+            });
+        }
         return;
     }
-    if st.running != 0 && waker == Some(st.running) && st.chain < MAX_WAKE_CHAIN {
+    let mut st = home.state.lock();
+    if st.closed || task.in_shared_queue.load(Ordering::Relaxed) {
+        return;
+    }
+    task.in_shared_queue.store(true, Ordering::Relaxed);
+    home.notified.store(true, Ordering::Release);
+    if chained {
         task.via_front.store(true, Ordering::Relaxed);
+    }
+    if chained {
         st.front.push(task.clone());
     } else {
         st.runnable.push_back(task.clone());
         // Planted bug (loom-tests/README.md): a wake-up from elsewhere leaves a sleeping loop asleep.
         #[cfg(not(cothread_planted_bug = "schedule_skips_loop_wake"))]
-        task.home.wake_loop(&mut st);
+        home.wake_loop(&mut st);
     }
 }
 
@@ -251,22 +293,34 @@ pub fn wake(co: &CoroutineRef) -> bool {
 /// assert_eq!(*log.lock().unwrap(), ["a0", "b0", "a1", "b1"]);
 /// ```
 pub fn yield_to_loop() {
-    let Some(task) = current_task() else {
-        panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
-    };
-    {
-        let mut st = task.home.state.lock();
-        if !task.scheduled.swap(true, Ordering::Relaxed) {
-            st.runnable.push_back(task.clone());
+    with_current_task(|task| {
+        let Some(task) = task else {
+            panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
+        };
+        let home = &task.home;
+        if home.is_driven_by_caller(Some(task.id)) {
+            if !task.in_loop_queue.load(Ordering::Relaxed) {
+                task.in_loop_queue.store(true, Ordering::Relaxed);
+                // SAFETY: the caller is the native task the loop runs, on the loop's thread.
+                unsafe { home.with_local(|local| local.requeue_running = true) };
+            }
+            return;
         }
-    }
+        let mut st = home.state.lock();
+        if !st.closed && !task.in_shared_queue.load(Ordering::Relaxed) {
+            task.in_shared_queue.store(true, Ordering::Relaxed);
+            st.runnable.push_back(task.clone());
+            home.notified.store(true, Ordering::Release);
+            home.wake_loop(&mut st);
+        }
+    });
     yield_now();
 }
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("co", &self.co)
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }

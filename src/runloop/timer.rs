@@ -81,7 +81,8 @@ pub fn sleep(duration: Duration) {
 
 /// Suspends the calling task until `deadline` has passed; its loop enters it again then. Pending sleeps end
 /// in deadline order, those with equal deadlines in the order they began. A deadline in the past still yields
-/// to the loop once (behind the tasks already runnable).
+/// to the loop once: the loop looks at its sleeps when its run queue empties and after every 32 tasks it
+/// enters, so the task comes back behind the tasks already runnable.
 ///
 /// # Panics
 /// If the caller is not a coroutine spawned on a [`RunLoop`](super::RunLoop).
@@ -164,8 +165,9 @@ pub(super) fn fire_due_timers(st: &mut State) -> Option<Instant> {
         }
         if let Some(timer) = st.timers.pop()
             && timer.node.set(WOKEN)
-            && !timer.task.scheduled.swap(true, Ordering::Relaxed)
+            && !timer.task.in_shared_queue.load(Ordering::Relaxed)
         {
+            timer.task.in_shared_queue.store(true, Ordering::Relaxed);
             st.runnable.push_back(timer.task);
         }
     }

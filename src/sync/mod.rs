@@ -41,6 +41,12 @@ mod imp {
         }
 
         impl<T: ?Sized> UnsafeCell<T> {
+            /// Reads through a pointer; the caller makes sure nobody writes the value meanwhile.
+            #[inline(always)]
+            pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+                f(self.0.get())
+            }
+
             /// Writes through a pointer; the caller makes sure nobody else touches the value meanwhile.
             #[inline(always)]
             pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
