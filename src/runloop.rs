@@ -93,7 +93,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::coroutine::{Builder, Coroutine, CoroutineRef, in_coroutine};
-use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex};
 
@@ -380,7 +380,7 @@ where
         in_loop_queue: AtomicBool::new(false),
         in_shared_queue: AtomicBool::new(false),
         via_front: AtomicBool::new(false),
-        waiting: Mutex::new(None),
+        waiting: AtomicPtr::new(std::ptr::null_mut()),
     });
     // SAFETY: the coroutine has not run, and nobody else has a handle to it yet.
     unsafe { co.attach_scheduler(Box::new(task.clone())) };
@@ -815,7 +815,7 @@ impl Drop for RunLoop {
         // unwound take their (withdrawn) nodes out of the queues themselves.
         for id in &ids {
             let task = find(*id);
-            if let Some(state) = task.and_then(|task| task.waiting.lock().take()) {
+            if let Some(state) = task.and_then(|task| task.take_waiting()) {
                 crate::wait::withdraw(&state);
             }
         }

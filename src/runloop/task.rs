@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::Shared;
 use crate::coroutine::{CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
-use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use crate::sync::{Arc, Mutex};
 #[cfg(not(loom))]
 use crate::wait::CLOSED;
@@ -30,8 +30,25 @@ pub(crate) struct Task {
     /// Scheduled as the wake-up of the running task (see [`MAX_WAKE_CHAIN`]); read and cleared by the loop.
     pub(super) via_front: AtomicBool,
     /// The state of the wait the task is in, if any (set by [`Waiter::block`]), for the loop's drop to
-    /// withdraw it ([`crate::wait::withdraw`]).
-    pub(super) waiting: Mutex<Option<Arc<AtomicU32>>>,
+    /// withdraw it ([`crate::wait::withdraw`]): an `Arc` made a raw pointer, null when none. Whoever swaps a
+    /// pointer out owns its count.
+    pub(super) waiting: AtomicPtr<AtomicU32>,
+}
+
+impl Task {
+    /// Takes the record of the wait the task is in, if any.
+    pub(super) fn take_waiting(&self) -> Option<Arc<AtomicU32>> {
+        let old = self.waiting.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: a non-null pointer here came from `Arc::into_raw` in `set_waiting`, and the swap made this
+        // caller its only owner.
+        (!old.is_null()).then(|| unsafe { Arc::from_raw(old.cast_const()) })
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        drop(self.take_waiting());
+    }
 }
 
 /// How many tasks in a row the loop enters because the task before woke them (QEMU's `co_queue_wakeup`
@@ -51,7 +68,14 @@ impl Wake for Arc<Task> {
     }
 
     fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
-        *self.waiting.lock() = state;
+        let new = state.map_or(std::ptr::null_mut(), |state| {
+            Arc::into_raw(state).cast_mut()
+        });
+        let old = self.waiting.swap(new, Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: as in `take_waiting`.
+            drop(unsafe { Arc::from_raw(old.cast_const()) });
+        }
     }
 
     #[cfg(not(loom))]

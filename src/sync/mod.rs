@@ -24,7 +24,7 @@ mod imp {
         #[cfg(cothread_native)]
         pub(crate) use std::sync::atomic::fence;
         pub(crate) use std::sync::atomic::{
-            AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
         };
     }
 
@@ -139,7 +139,7 @@ mod imp {
 
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{
-            AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
         };
         pub(crate) use std::sync::atomic::Ordering;
     }
