@@ -57,7 +57,59 @@ on_each_backend!(
     block_on_pending_in_a_coroutine_not_on_a_loop_panics,
     end_sleep_cuts_a_sleep_short,
     recv_and_send_timeouts_in_tasks_and_threads,
+    a_loop_run_inside_a_task_of_another_keeps_both_orders,
 );
+
+/// A task of one loop runs a second loop to completion inside it: the inner loop's tasks switch through it
+/// (and wake each other) in their order, and afterwards the outer loop's tasks go on in theirs; on the native
+/// backend both loops run on one thread.
+fn a_loop_run_inside_a_task_of_another_keeps_both_orders(backend: Backend) {
+    let log = log();
+    let mut outer = RunLoop::new();
+    for name in ["a", "b"] {
+        let log = log.clone();
+        outer.spawn_on(backend, move || {
+            push(&log, format!("{name}0"));
+            if name == "a" {
+                let mut inner = RunLoop::new();
+                let (tx, rx) = cothread::channel::bounded(1);
+                let l = log.clone();
+                inner.spawn_on(backend, move || {
+                    for i in 0..3 {
+                        tx.send(i).unwrap();
+                        push(&l, format!("sent{i}"));
+                    }
+                });
+                let l = log.clone();
+                inner.spawn_on(backend, move || {
+                    for v in rx.iter() {
+                        push(&l, format!("got{v}"));
+                        yield_to_loop();
+                    }
+                });
+                inner.run();
+            }
+            yield_to_loop();
+            push(&log, format!("{name}1"));
+        });
+    }
+    outer.run();
+    let got = entries(&log);
+    let inner: Vec<&str> = got[1..got.len() - 3].iter().map(String::as_str).collect();
+    assert_eq!(got[0], "a0");
+    assert_eq!(
+        got[got.len() - 3..],
+        ["b0", "a1", "b1"],
+        "the outer loop's order survives the inner loop: {got:?}"
+    );
+    let received: Vec<&str> = inner
+        .iter()
+        .copied()
+        .filter(|e| e.starts_with("got"))
+        .collect();
+    assert_eq!(received, ["got0", "got1", "got2"], "{got:?}");
+    assert_eq!(inner.len(), 6, "{got:?}");
+}
 
 fn tasks_run_in_spawn_order_and_values_come_back(backend: Backend) {
     let log = log();
@@ -160,6 +212,46 @@ fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order(backend
     rl.spawn_on(backend, move || push(&l, "d"));
     rl.run();
     assert_eq!(entries(&log), ["a wakes", "c", "b", "d", "a again"]);
+}
+
+/// The same order when the waker and the woken run on different backends: a native task's wake-ups take the
+/// loop's own queue, a thread-backed task's the shared one, and both enter the woken right after the waker.
+#[cfg(all(cothread_native, not(miri)))]
+#[test]
+fn wake_ups_keep_their_order_across_backends() {
+    for waker in [Backend::Thread, Backend::Native] {
+        for woken in [Backend::Thread, Backend::Native] {
+            let log = log();
+            let mut rl = RunLoop::new();
+            let sleeper = |name: &'static str| {
+                let log = log.clone();
+                move || {
+                    yield_now();
+                    push(&log, name);
+                }
+            };
+            let b = rl.spawn_on(woken, sleeper("b"));
+            let c = rl.spawn_on(woken, sleeper("c"));
+            assert_eq!(rl.run_until_stalled(), 2);
+            let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
+            let l = log.clone();
+            rl.spawn_on(waker, move || {
+                runloop::wake(&lc);
+                runloop::wake(&lb);
+                push(&l, "a wakes");
+                yield_to_loop();
+                push(&l, "a again");
+            });
+            let l = log.clone();
+            rl.spawn_on(woken, move || push(&l, "d"));
+            rl.run();
+            assert_eq!(
+                entries(&log),
+                ["a wakes", "c", "b", "d", "a again"],
+                "waker {waker:?}, woken {woken:?}"
+            );
+        }
+    }
 }
 
 fn wake_ups_from_outside_go_to_the_tail(backend: Backend) {
