@@ -95,7 +95,7 @@ use std::panic::{self, AssertUnwindSafe};
 use crate::coroutine::{Builder, Coroutine, CoroutineRef, in_coroutine};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, StdArc};
 
 #[cfg(not(loom))]
 mod bridge;
@@ -139,9 +139,9 @@ struct Shared {
 #[derive(Default)]
 struct Local {
     /// Tasks to enter, in order.
-    runnable: VecDeque<Arc<Task>>,
+    runnable: VecDeque<StdArc<Task>>,
     /// Tasks woken by the running task: entered right after it, before `runnable`.
-    front: Vec<Arc<Task>>,
+    front: Vec<StdArc<Task>>,
     /// The running task asked to go to the tail of `runnable` once it has yielded ([`yield_to_loop`]).
     requeue_running: bool,
 }
@@ -222,9 +222,9 @@ impl Shared {
 struct State {
     /// Tasks made runnable by others than the loop and its native tasks, for the loop to take (at the tail of
     /// its queue).
-    runnable: VecDeque<Arc<Task>>,
+    runnable: VecDeque<StdArc<Task>>,
     /// Tasks woken by the running task when it is thread-backed: the loop takes them to the head of its queue.
-    front: Vec<Arc<Task>>,
+    front: Vec<StdArc<Task>>,
     /// Pending sleeps, earliest first.
     timers: BinaryHeap<Timer>,
     /// Tie-breaker that keeps equal deadlines in FIFO order.
@@ -363,7 +363,7 @@ fn new_task<F, R>(
     home: &Arc<Shared>,
     builder: Builder,
     f: F,
-) -> io::Result<(Coroutine<()>, Arc<Task>, JoinHandle<R>)>
+) -> io::Result<(Coroutine<()>, StdArc<Task>, JoinHandle<R>)>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -374,8 +374,9 @@ where
         let value = f();
         *slot.lock() = Some(value);
     })?;
-    let task = Arc::new(Task {
+    let task = StdArc::new_cyclic(|me| Task {
         id: co.handle().id(),
+        me: me.clone(),
         home: home.clone(),
         in_loop_queue: AtomicBool::new(false),
         in_shared_queue: AtomicBool::new(false),
@@ -717,7 +718,7 @@ impl RunLoop {
     }
 
     /// The next task to enter, or `None` when the loop should return.
-    fn next(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
+    fn next(&mut self, when_stalled: WhenStalled) -> Option<StdArc<Task>> {
         if self.entered_since_poll < POLL_INTERVAL && !self.shared.notified.load(Ordering::Acquire)
         {
             // SAFETY: this thread drives the loop, outside coroutines.
@@ -731,7 +732,7 @@ impl RunLoop {
 
     /// [`next`](RunLoop::next) when the loop's own queue is empty, others made tasks runnable, or it is time
     /// to poll: takes in what others made runnable and the due sleeps, and sleeps while nothing is runnable.
-    fn refill(&mut self, when_stalled: WhenStalled) -> Option<Arc<Task>> {
+    fn refill(&mut self, when_stalled: WhenStalled) -> Option<StdArc<Task>> {
         if self.entered_since_poll >= POLL_INTERVAL {
             self.entered_since_poll = 0;
             self.poller.poll_now(&self.shared);

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use crate::coroutine::{current_is_dropped, yield_now};
 use crate::sync::atomic::{AtomicU32, Ordering};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, StdArc};
 
 /// The node is in a queue, waiting.
 pub(crate) const WAITING: u32 = 0;
@@ -47,8 +47,8 @@ pub(crate) const DEAD: u32 = 4;
 pub(crate) const DROPPED: u32 = 3;
 
 /// A wake handle: what a waiting coroutine leaves in its node so that a waker can make it run again. The run
-/// loop's task records (`Arc<Task>`) implement it. (A node boxes its handle: loom's `Arc` cannot be coerced to
-/// `Arc<dyn Wake>`.)
+/// loop's task records implement it; a node holds its waiter's record as a `StdArc<dyn Wake>`, so a wait
+/// allocates nothing for it.
 pub(crate) trait Wake: Send + Sync {
     /// Makes the coroutine runnable again (schedules it on its loop).
     fn wake(&self);
@@ -75,7 +75,7 @@ pub(crate) struct Waiter<T = ()> {
 /// Who waits.
 enum Who {
     /// A coroutine spawned on a run loop: the loop enters it again.
-    Task(Box<dyn Wake>),
+    Task(StdArc<dyn Wake>),
     /// A thread outside any coroutine: it parks.
     Thread(Parker),
 }
@@ -97,8 +97,8 @@ pub(crate) enum Outside {
 
 impl<T> Waiter<T> {
     /// A node for a task, woken through `task`, holding `value`.
-    pub(crate) fn for_task(task: impl Wake + 'static, value: Option<T>) -> Arc<Waiter<T>> {
-        Waiter::new(Who::Task(Box::new(task)), value)
+    pub(crate) fn for_task(task: StdArc<dyn Wake>, value: Option<T>) -> Arc<Waiter<T>> {
+        Waiter::new(Who::Task(task), value)
     }
 
     /// A node for a thread outside coroutines, which parks while it waits, holding `value`.
@@ -111,8 +111,8 @@ impl<T> Waiter<T> {
     }
 
     /// [`for_task`](Waiter::for_task) if `task` is given, else [`for_thread`](Waiter::for_thread).
-    pub(crate) fn for_task_or_thread<W: Wake + 'static>(
-        task: Option<W>,
+    pub(crate) fn for_task_or_thread(
+        task: Option<StdArc<dyn Wake>>,
         value: Option<T>,
     ) -> Arc<Waiter<T>> {
         match task {
@@ -193,7 +193,7 @@ impl<T> Waiter<T> {
     /// Primitives with a queue use [`block_under`](Waiter::block_under), which is this with the cancel rule.
     pub(crate) fn block(&self, cancel: impl FnOnce()) -> u32 {
         match &self.who {
-            Who::Task(task) => self.block_task(task.as_ref(), cancel, || false),
+            Who::Task(task) => self.block_task(&**task, cancel, || false),
             Who::Thread(parker) => {
                 let mut guard = parker.lock.lock();
                 loop {
@@ -290,7 +290,7 @@ impl<T> Waiter<T> {
         match &self.who {
             Who::Task(task) => {
                 let alarm = task.alarm(deadline);
-                let state = self.block_task(task.as_ref(), cancel, || alarm.state() != WAITING);
+                let state = self.block_task(&**task, cancel, || alarm.state() != WAITING);
                 task.disarm(&alarm);
                 state
             }

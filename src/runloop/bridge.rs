@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
-use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::coroutine::{in_coroutine, yield_now};
 use crate::runloop::{KeepAlive, current_task};
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::channel::{self, Receiver, RecvTimeoutError, Sender};
-use crate::sync::{Arc, Condvar, Mutex, thread};
+use crate::sync::{Arc, Condvar, Mutex, StdArc, thread};
 use crate::wait::{DROPPED, Outside, WOKEN, Waiter};
 
 /// At most this many worker threads run [`offload`]ed closures at once; more closures queue.
@@ -146,7 +145,7 @@ where
 
 /// Wakes a task that waits in [`block_on`].
 struct TaskWaker {
-    task: Arc<Task>,
+    task: StdArc<Task>,
     woken: AtomicBool,
 }
 

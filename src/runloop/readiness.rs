@@ -19,7 +19,7 @@ use std::io;
 use super::task::{IdHasher, Task};
 use crate::runloop::{Shared, current_task};
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, StdArc};
 use crate::wait::{DROPPED, Outside, WOKEN, Waiter};
 
 /// One direction of a socket's readiness.
@@ -264,7 +264,12 @@ impl<S: mio::event::Source> Source<S> {
     /// A task waits for readiness in `dir` (`task`: the caller's, if already looked up); returns when it should
     /// try again, or an error if the task is being dropped (nothing would enter it again: see
     /// [`crate::wait::DROPPED`]).
-    fn wait_in_task(&self, what: &str, dir: Direction, task: Option<&Arc<Task>>) -> io::Result<()> {
+    fn wait_in_task(
+        &self,
+        what: &str,
+        dir: Direction,
+        task: Option<&StdArc<Task>>,
+    ) -> io::Result<()> {
         let task = match task {
             Some(task) => task.clone(),
             // Panics in a coroutine that is not a task, like every primitive that has to wait.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::Shared;
 use crate::coroutine::{CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, StdArc, StdWeak};
 #[cfg(not(loom))]
 use crate::wait::CLOSED;
 use crate::wait::{Outside, Waiter, Wake};
@@ -20,6 +20,9 @@ use crate::wait::{Outside, Waiter, Wake};
 pub(crate) struct Task {
     /// The coroutine's id.
     pub(super) id: u64,
+    /// This record itself (made with `StdArc::new_cyclic`), so that code holding `&Task` (a wait node's wake
+    /// handle) can queue a counted one.
+    pub(super) me: StdWeak<Task>,
     pub(super) home: Arc<Shared>,
     /// In the loop's own queue ([`Local`](super::Local)): touched only by the thread driving the loop, with
     /// plain loads and stores. Whoever sets it puts the task there; the loop clears it when it takes it out.
@@ -36,6 +39,14 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    /// One more count of this record (every task record lives in a `StdArc`: see `me`).
+    pub(super) fn counted(&self) -> StdArc<Task> {
+        match self.me.upgrade() {
+            Some(task) => task,
+            None => unreachable!("a task record is borrowed from a counted one"),
+        }
+    }
+
     /// Takes the record of the wait the task is in, if any.
     pub(super) fn take_waiting(&self) -> Option<Arc<AtomicU32>> {
         let old = self.waiting.swap(std::ptr::null_mut(), Ordering::AcqRel);
@@ -58,7 +69,7 @@ impl Drop for Task {
 pub const MAX_WAKE_CHAIN: u32 = 16;
 
 /// A task is woken by scheduling it on its loop.
-impl Wake for Arc<Task> {
+impl Wake for Task {
     fn wake(&self) {
         schedule(self);
     }
@@ -80,11 +91,12 @@ impl Wake for Arc<Task> {
 
     #[cfg(not(loom))]
     fn alarm(&self, deadline: Instant) -> Arc<Waiter> {
-        let node = Waiter::for_task(self.clone(), None);
+        let task = self.counted();
+        let node = Waiter::for_task(task.clone(), None);
         self.home
             .state
             .lock()
-            .add_timer(deadline, node.clone(), self.clone());
+            .add_timer(deadline, node.clone(), task);
         node
     }
 
@@ -102,11 +114,12 @@ impl Wake for Arc<Task> {
 /// If the caller is a coroutine not spawned on a run loop (nothing would enter it again), or is outside
 /// coroutines and `outside` is [`Outside::Panic`].
 pub(crate) fn waiter<T>(op: &str, outside: Outside, value: Option<T>) -> Arc<Waiter<T>> {
-    Waiter::for_task_or_thread(task_for_wait(op, outside), value)
+    let task = task_for_wait(op, outside).map(|task| task as StdArc<dyn Wake>);
+    Waiter::for_task_or_thread(task, value)
 }
 
 /// The caller's task, for a wait: `None` outside coroutines if `outside` allows; else panics as [`waiter`].
-pub(super) fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
+pub(super) fn task_for_wait(op: &str, outside: Outside) -> Option<StdArc<Task>> {
     if in_coroutine() {
         match current_task() {
             Some(task) => Some(task),
@@ -124,7 +137,7 @@ pub(super) fn task_for_wait(op: &str, outside: Outside) -> Option<Arc<Task>> {
 }
 
 /// A wait node for the calling task (see [`waiter`], with [`Outside::Panic`]), and the task.
-pub(crate) fn task_waiter<T>(op: &str, value: Option<T>) -> (Arc<Task>, Arc<Waiter<T>>) {
+pub(crate) fn task_waiter<T>(op: &str, value: Option<T>) -> (StdArc<Task>, Arc<Waiter<T>>) {
     let Some(task) = task_for_wait(op, Outside::Panic) else {
         unreachable!("`Outside::Panic` leaves only tasks");
     };
@@ -142,7 +155,7 @@ const SHARDS: usize = 16;
 
 /// Tasks by coroutine id. Ids are distinct integers handed out in sequence: a multiplicative hash spreads
 /// them well enough, at a fraction of SipHash's cost.
-type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+type TaskMap = HashMap<u64, StdArc<Task>, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
@@ -181,12 +194,12 @@ crate::sync::global! {
 }
 
 /// The task record of coroutine `id`, if it is a live task of a loop.
-pub(super) fn find(id: u64) -> Option<Arc<Task>> {
+pub(super) fn find(id: u64) -> Option<StdArc<Task>> {
     REGISTRY.shard(id).lock().get(&id).cloned()
 }
 
 /// Records a new task, so that [`find`] (and so [`current_task`] and [`wake`]) sees it.
-pub(super) fn register(task: &Arc<Task>) {
+pub(super) fn register(task: &StdArc<Task>) {
     REGISTRY.shard(task.id).lock().insert(task.id, task.clone());
 }
 
@@ -198,12 +211,12 @@ pub(super) fn unregister(id: u64) {
 /// Calls `f` with the task record of the coroutine the caller runs in, if that coroutine was spawned on a loop
 /// (read from its control block).
 #[inline]
-fn with_current_task<T>(f: impl FnOnce(Option<&Arc<Task>>) -> T) -> T {
+fn with_current_task<T>(f: impl FnOnce(Option<&StdArc<Task>>) -> T) -> T {
     with_current_scheduler(|record| f(record.and_then(|record| record.downcast_ref())))
 }
 
 /// The task record of the coroutine the caller runs in, if that coroutine was spawned on a loop.
-pub(crate) fn current_task() -> Option<Arc<Task>> {
+pub(crate) fn current_task() -> Option<StdArc<Task>> {
     with_current_task(|task| task.cloned())
 }
 
@@ -215,7 +228,7 @@ pub(super) fn detach(co: &CoroutineRef) {
 /// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
 /// `co_queue_wakeup`), else at the tail of the run queue, waking the loop's thread if it sleeps. Does nothing
 /// if the task is already scheduled.
-pub(crate) fn schedule(task: &Arc<Task>) {
+pub(crate) fn schedule(task: &Task) {
     let home = &task.home;
     let waker = with_current_task(|waker| waker.map(|waker| waker.id));
     let by_running = matches!(waker, Some(id) if home.running.load(Ordering::Relaxed) == id);
@@ -231,9 +244,9 @@ pub(crate) fn schedule(task: &Arc<Task>) {
             home.with_local(|local| {
                 if chained {
                     task.via_front.store(true, Ordering::Relaxed);
-                    local.front.push(task.clone());
+                    local.front.push(task.counted());
                 } else {
-                    local.runnable.push_back(task.clone());
+                    local.runnable.push_back(task.counted());
                 }
             });
         }
@@ -249,9 +262,9 @@ pub(crate) fn schedule(task: &Arc<Task>) {
         task.via_front.store(true, Ordering::Relaxed);
     }
     if chained {
-        st.front.push(task.clone());
+        st.front.push(task.counted());
     } else {
-        st.runnable.push_back(task.clone());
+        st.runnable.push_back(task.counted());
         // Planted bug (loom-tests/README.md): a wake-up from elsewhere leaves a sleeping loop asleep.
         #[cfg(not(cothread_planted_bug = "schedule_skips_loop_wake"))]
         home.wake_loop(&mut st);

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use super::State;
 use super::task::{Task, find, schedule, task_waiter};
 use crate::coroutine::CoroutineRef;
-use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
+use crate::sync::{Arc, StdArc};
 use crate::wait::{CLOSED, WAITING, WOKEN, Waiter};
 
 impl State {
     /// Adds a timer: at `deadline` the loop sets `node` [`WOKEN`] (unless it no longer waits) and schedules
     /// `task`.
-    pub(super) fn add_timer(&mut self, deadline: Instant, node: Arc<Waiter>, task: Arc<Task>) {
+    pub(super) fn add_timer(&mut self, deadline: Instant, node: Arc<Waiter>, task: StdArc<Task>) {
         self.timer_seq += 1;
         let seq = self.timer_seq;
         self.timers.push(Timer {
@@ -30,7 +30,7 @@ pub(super) struct Timer {
     deadline: Instant,
     seq: u64,
     node: Arc<Waiter>,
-    task: Arc<Task>,
+    task: StdArc<Task>,
 }
 
 impl PartialEq for Timer {

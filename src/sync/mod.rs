@@ -258,3 +258,7 @@ mod imp {
 pub(crate) mod loom_channel;
 
 pub(crate) use imp::*;
+
+/// `std::sync::Arc` in every build, loom's included: what must become a trait object (`StdArc<dyn Trait>`),
+/// which loom's `Arc` cannot, uses it. loom then does not model its reference count.
+pub(crate) use std::sync::{Arc as StdArc, Weak as StdWeak};
