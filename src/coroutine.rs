@@ -690,6 +690,14 @@ pub fn current() -> Option<CoroutineRef> {
     Some(CoroutineRef { co })
 }
 
+/// The id of the coroutine the caller runs in (`current()`'s, without counting a handle), or `None` outside
+/// coroutines.
+#[inline]
+pub(crate) fn current_id() -> Option<u64> {
+    // SAFETY: as in `yield_now`, the pointee is alive while this coroutine runs.
+    unsafe { current_ptr().as_ref() }.map(|co| co.id.load(Ordering::Relaxed))
+}
+
 /// Calls `f` with the scheduler's record of the coroutine running on this thread (see
 /// [`Coroutine::attach_scheduler`]); `None` outside coroutines or in one no scheduler owns.
 #[inline]

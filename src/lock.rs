@@ -9,7 +9,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use crate::coroutine::{current, in_coroutine};
+use crate::coroutine::{current_id, in_coroutine};
 use crate::runloop;
 use crate::sync::{Arc, Mutex};
 use crate::wait::{self, Outside, WaitQueue, Waiter, Woken};
@@ -31,7 +31,7 @@ pub(crate) mod private {
 
 /// The id of the caller's coroutine, 0 outside coroutines.
 fn me() -> u64 {
-    current().map_or(0, |c| c.id())
+    current_id().unwrap_or(0)
 }
 
 /// A mutual-exclusion lock for coroutines (QEMU's `CoMutex`): [`lock`](CoMutex::lock) waits by yielding to the
