@@ -630,6 +630,7 @@ fn main() {
     eprintln!("  (build with --features native for the native backend's rows)");
 
     generators(&mut table);
+    let loop_summary = loop_switch(&mut table);
 
     // The same call again: if it moved, so did the host's load during the run.
     table.figure(
@@ -649,6 +650,7 @@ fn main() {
     println!("{interleaved_summary}");
     #[cfg(cothread_native)]
     println!("{native_summary}");
+    println!("{loop_summary}");
     let s = cothread::pool::stats();
     println!();
     println!(
