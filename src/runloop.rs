@@ -49,7 +49,8 @@
 //!   the others, at most [`MAX_WAKE_CHAIN`] tasks in a row are entered this way;
 //! - any other wake-up (from outside coroutines, from another loop's task, from another OS thread) puts the
 //!   task at the tail of its loop's run queue (before the loop enters its next task) and wakes the loop's
-//!   thread if it sleeps (`aio_co_wake` across contexts). Wake-ups from outside coroutines are not entered on the waker's stack.
+//!   thread if it sleeps (`aio_co_wake` across contexts). Wake-ups from outside coroutines are not entered on
+//!   the waker's stack.
 //!
 //! Wake-ups can come from any thread, and on the thread backend a task runs on a thread of its own: what they
 //! reach goes through the crate's `Mutex` and atomics. The exception is the loop's own run queue, which only
