@@ -346,10 +346,48 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    spawned_or_panic(spawn_from_task("runloop::spawn()", Builder::new(), f))
+}
+
+/// Spawns a coroutine made by `builder` (name, stack size, backend) onto the loop of the calling task, at the
+/// tail of its run queue; runs nothing now. Returns the error of making the coroutine (the operating system
+/// refuses a thread or a stack).
+///
+/// # Panics
+/// If the caller is not a coroutine spawned on a [`RunLoop`].
+///
+/// ```
+/// use cothread::{runloop, Builder, RunLoop};
+///
+/// let mut rl = RunLoop::new();
+/// let outer = rl.spawn(|| {
+///     let inner = runloop::spawn_with(Builder::new().name("inner"), || {
+///         cothread::current().unwrap().name().map(str::to_owned)
+///     })?;
+///     runloop::yield_to_loop(); // the inner task runs
+///     Ok::<_, std::io::Error>(inner.take().flatten())
+/// });
+/// rl.run();
+/// assert_eq!(outer.take().unwrap().unwrap().as_deref(), Some("inner"));
+/// ```
+pub fn spawn_with<F, R>(builder: Builder, f: F) -> io::Result<JoinHandle<R>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    spawn_from_task("runloop::spawn_with()", builder, f)
+}
+
+/// [`spawn_with`] for `op`, named in the panic.
+fn spawn_from_task<F, R>(op: &str, builder: Builder, f: F) -> io::Result<JoinHandle<R>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     let Some(task) = current_task() else {
-        panic!("cothread: runloop::spawn() called outside a coroutine spawned on a RunLoop");
+        panic!("cothread: {op} called outside a coroutine spawned on a RunLoop");
     };
-    spawned_or_panic(spawn_onto(&task.home, Builder::new(), f))
+    spawn_onto(&task.home, builder, f)
 }
 
 fn spawned_or_panic<R>(spawned: io::Result<JoinHandle<R>>) -> JoinHandle<R> {

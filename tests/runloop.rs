@@ -58,6 +58,7 @@ on_each_backend!(
     end_sleep_cuts_a_sleep_short,
     recv_and_send_timeouts_in_tasks_and_threads,
     a_loop_run_inside_a_task_of_another_keeps_both_orders,
+    tasks_spawn_with_a_builder_onto_their_own_loop,
 );
 
 /// A task of one loop runs a second loop to completion inside it: the inner loop's tasks switch through it
@@ -608,6 +609,35 @@ fn runloop_spawn_outside_a_task_panics() {
     assert!(
         message(err).contains("runloop::spawn() called outside a coroutine spawned on a RunLoop")
     );
+    let err = catch_unwind(|| runloop::spawn_with(cothread::Builder::new(), || ())).unwrap_err();
+    assert!(
+        message(err)
+            .contains("runloop::spawn_with() called outside a coroutine spawned on a RunLoop")
+    );
+}
+
+/// A task spawns onto its loop with a builder: the child gets the name and the backend asked for (a native
+/// child runs on the loop's thread, a thread-backed one on a thread of its own).
+fn tasks_spawn_with_a_builder_onto_their_own_loop(backend: Backend) {
+    let mut rl = RunLoop::new();
+    let outer = rl.spawn_on(backend, move || {
+        let child = runloop::spawn_with(
+            cothread::Builder::new().backend(backend).name("child"),
+            || {
+                let name = cothread::current().unwrap().name().map(str::to_owned);
+                (name, std::thread::current().id())
+            },
+        )
+        .unwrap();
+        yield_to_loop(); // the child runs
+        child.take()
+    });
+    rl.run();
+    let (name, child_thread) = outer.take().flatten().unwrap();
+    assert_eq!(name.as_deref(), Some("child"));
+    let on_loop_thread = child_thread == std::thread::current().id();
+    assert_eq!(on_loop_thread, backend != Backend::Thread, "{backend:?}");
+    assert!(rl.is_empty());
 }
 
 fn handles_spawn_from_four_threads_at_once_and_wake_the_loop(backend: Backend) {
