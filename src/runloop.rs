@@ -24,7 +24,7 @@
 //! | --- | --- |
 //! | `aio_poll` waiting in `ppoll`, `aio_notify` | the idle wait in mio's poll; a wake-up from another thread through mio's `Waker` |
 //! | `aio_set_fd_handler` + `qio_channel_yield` | [`net`](crate::net)'s sockets: a would-block operation yields until the poll reports the socket ready |
-//! | `aio_co_enter(ctx, co)` | [`spawn`] from a task onto its own loop; [`Handle::spawn`] from any thread |
+//! | `aio_co_enter(ctx, co)` | [`spawn`] and [`spawn_with`] from a task onto its own loop; [`Handle::spawn`] from any thread |
 //! | `thread_pool_submit_co` | [`offload`]: blocking work on worker threads while the task yields |
 //! | `qemu_co_sleep_ns_wakeable` + `qemu_co_sleep_wake` | [`sleep`] + [`end_sleep`] |
 //! | (none) | [`block_on`]: poll a `Future` in a task; `recv_timeout` / `send_timeout` on the channels |
