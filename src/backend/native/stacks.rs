@@ -284,13 +284,13 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
     }
     {
         let mut shared = shared();
-        let kept = shared.idle.iter().rposition(|(s, _)| *s == size);
-        let stack = match kept {
-            Some(i) => Some(shared.idle.remove(i).1),
-            None => (shared.surplus.iter().rposition(|(s, ..)| *s == size))
-                .map(|i| shared.surplus.remove(i).1),
-        };
-        if let Some(stack) = stack {
+        if let Some(i) = shared.idle.iter().rposition(|(s, _)| *s == size) {
+            let (_, stack) = shared.idle.remove(i);
+            shared.reused += 1;
+            return Ok(stack);
+        }
+        if let Some(i) = shared.surplus.iter().rposition(|(s, ..)| *s == size) {
+            let (_, stack, _) = shared.surplus.remove(i);
             shared.reused += 1;
             return Ok(stack);
         }
@@ -394,31 +394,45 @@ fn to_shared(size: usize, hot: Hot, max: usize) {
         return;
     };
     let mut shared = shared();
-    // Only a pool beyond `max_idle` reads the clock.
-    let now = (!shared.surplus.is_empty() || shared.idle.len() >= max).then(Instant::now);
-    let expired = match now {
-        Some(now) => {
-            let timeout = settings::idle_timeout();
-            let n = (shared.surplus.iter())
-                .take_while(|(.., since)| now.saturating_duration_since(*since) >= timeout)
-                .count();
-            shared.surplus.drain(..n).map(|(_, s, _)| s).collect()
-        }
-        None => Vec::new(),
-    };
+    // The usual case, with no surplus to expire, reads no clock.
+    if shared.idle.len() < max && shared.surplus.is_empty() {
+        shared.idle.push((size, stack));
+        return;
+    }
+    to_surplus(shared, size, stack, max);
+}
+
+/// [`to_shared`] for a pool beyond `max` (or with a surplus): the surplus unused for the idle timeout is
+/// unmapped, and `stack` kept (for good if there is room, else in the surplus) or unmapped if the pool is full.
+#[cold]
+fn to_surplus(
+    mut shared: MutexGuard<'static, StackPool>,
+    size: usize,
+    stack: DefaultStack,
+    max: usize,
+) {
+    let now = Instant::now();
+    let timeout = settings::idle_timeout();
+    let n = (shared.surplus.iter())
+        .take_while(|(.., since)| now.saturating_duration_since(*since) >= timeout)
+        .count();
+    let expired: Vec<_> = shared.surplus.drain(..n).collect();
     let mut unkept = None;
     if shared.idle.len() < max {
         shared.idle.push((size, stack));
-    } else if let Some(now) = now
-        && shared.idle.len() + shared.surplus.len() < settings::burst_bound(max)
-    {
+    } else if shared.idle.len() + shared.surplus.len() < settings::burst_bound(max) {
         shared.surplus.push((size, stack, now));
     } else {
         unkept = Some(stack);
     }
     drop(shared);
     // Unmapped outside the lock.
-    expired.into_iter().chain(unkept).for_each(free);
+    for (_, stack, _) in expired {
+        free(stack);
+    }
+    if let Some(stack) = unkept {
+        free(stack);
+    }
 }
 
 /// Unmaps the surplus of the shared pool and its stacks kept for good beyond `max`, oldest first.
