@@ -123,6 +123,31 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
     pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
 }
 
+/// However large a burst, the shared pool keeps at most `BURST_CAP` of its stacks (`max_idle` being smaller).
+#[test]
+fn a_burst_beyond_the_cap_keeps_the_cap() {
+    let _s = serial();
+    fresh_pool(4);
+    on_fresh_thread(|| {
+        let n = pool::BURST_CAP + 20;
+        let before = pool::native_stats();
+        let mut cos: Vec<Coroutine> = (0..n)
+            .map(|_| native().stack_size(16 << 10).spawn(yield_now).unwrap())
+            .collect();
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Yielded);
+        }
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Returned(()));
+        }
+        drop(cos);
+        let after = pool::native_stats();
+        assert_eq!(after.idle, pool::BURST_CAP + 1, "the cap shared, one hot");
+        assert_eq!(after.exited - before.exited, 19);
+    });
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+}
+
 #[test]
 fn max_idle_zero_turns_pooling_off() {
     let _s = serial();
