@@ -412,11 +412,19 @@ fn to_surplus(
     max: usize,
 ) {
     let now = Instant::now();
-    let timeout = settings::idle_timeout();
-    let n = (shared.surplus.iter())
-        .take_while(|(.., since)| now.saturating_duration_since(*since) >= timeout)
-        .count();
-    let expired: Vec<_> = shared.surplus.drain(..n).collect();
+    // Stacks that came back at or before `cutoff` have been unused for the idle timeout.
+    let cutoff = now.checked_sub(settings::idle_timeout());
+    let is_expired = |since: &Instant| cutoff.is_some_and(|cutoff| *since <= cutoff);
+    // Usually none: the oldest is checked alone first.
+    let expired: Vec<_> = match shared.surplus.first() {
+        Some((.., since)) if is_expired(since) => {
+            let n = (shared.surplus.iter())
+                .take_while(|(.., since)| is_expired(since))
+                .count();
+            shared.surplus.drain(..n).collect()
+        }
+        _ => Vec::new(),
+    };
     let mut unkept = None;
     if shared.idle.len() < max {
         shared.idle.push((size, stack));
@@ -427,8 +435,8 @@ fn to_surplus(
     }
     drop(shared);
     // Unmapped outside the lock.
-    for (_, stack, _) in expired {
-        free(stack);
+    if !expired.is_empty() {
+        expired.into_iter().for_each(|(_, stack, _)| free(stack));
     }
     if let Some(stack) = unkept {
         free(stack);
