@@ -104,6 +104,12 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
             20,
             "four kept, fifteen surplus, one hot"
         );
+        pool::set_max_idle(10);
+        assert_eq!(
+            pool::native_stats().idle,
+            10 + 1,
+            "raising the bound keeps what fits for good and unmaps the rest at once"
+        );
         pool::set_max_idle(4);
         assert_eq!(
             pool::native_stats().idle,

@@ -59,7 +59,7 @@ struct StackPool {
     idle: Vec<(usize, DefaultStack)>,
     /// Idle stacks beyond `max_idle`, oldest first: bucket, stack, and when it came back.
     surplus: Vec<(usize, DefaultStack, Instant)>,
-    /// Coroutines that got a stack from `idle`.
+    /// Coroutines that got a stack from `idle` or `surplus`.
     reused: u64,
     /// The counters of every thread that has used the pool and not exited.
     threads: Vec<Arc<ThreadCounters>>,
@@ -443,15 +443,21 @@ fn to_surplus(
     }
 }
 
-/// Unmaps the surplus of the shared pool and its stacks kept for good beyond `max`, oldest first.
+/// The bound is now `max`: the shared pool's stacks beyond it are unmapped, oldest first, the surplus's
+/// included; the newest of the surplus that fit under a raised bound are kept for good.
 pub(crate) fn trim(max: usize) {
-    let (kept, surplus): (Vec<_>, Vec<_>) = {
+    let (beyond, surplus): (Vec<_>, Vec<_>) = {
         let mut shared = shared();
         let n = shared.idle.len().saturating_sub(max);
-        let kept = shared.idle.drain(..n).collect();
-        (kept, std::mem::take(&mut shared.surplus))
+        let beyond = shared.idle.drain(..n).collect();
+        let mut surplus = std::mem::take(&mut shared.surplus);
+        let room = max - shared.idle.len();
+        let fit = surplus.len().saturating_sub(room);
+        let fitting = surplus.drain(fit..).map(|(size, stack, _)| (size, stack));
+        shared.idle.extend(fitting);
+        (beyond, surplus)
     };
-    kept.into_iter().for_each(|(_, stack)| free(stack));
+    beyond.into_iter().for_each(|(_, stack)| free(stack));
     surplus.into_iter().for_each(|(_, stack, _)| free(stack));
     // This thread's hot stack too, if pooling is now off; other threads drop theirs at their next use.
     if max == 0 {
