@@ -18,7 +18,7 @@
 //!   pool size; the bound kept at rest) and in the end to none. [`set_max_idle`] tells the idle threads beyond
 //!   the new bound to exit at once.
 //!
-//! The native backend's stacks follow the same rule (see [`native_stats`]). Idle threads and stacks keep their
+//! The native backend's stacks follow the same rule (see `native_stats`). Idle threads and stacks keep their
 //! mappings, so they count against the per-process mapping limit: a spawn beyond it is still refused with an
 //! `Err`.
 //!
