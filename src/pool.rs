@@ -20,7 +20,8 @@
 //!
 //! The native backend's stacks follow the same rule (see `native_stats`). Idle threads and stacks keep their
 //! mappings, so they count against the per-process mapping limit: a spawn beyond it is still refused with an
-//! `Err`.
+//! `Err`. They give way there: a refused native spawn unmaps the idle stacks and tries once more; a refused
+//! thread spawn tells the idle threads to exit, so that a later spawn goes through.
 //!
 //! Setting `max_idle` to 0 switches pooling off: every coroutine then gets a fresh thread, which exits when the
 //! coroutine finishes. The environment variable `COTHREAD_MAX_IDLE`, read once when the pool is first used,

@@ -100,7 +100,12 @@ impl Pool {
     }
 
     fn spawn(&'static self, spec: &Spec) -> io::Result<Worker> {
-        crate::limits::reserve(crate::limits::THREAD_MAPS)?;
+        if let Err(e) = crate::limits::reserve(crate::limits::THREAD_MAPS) {
+            // No idle thread has these settings (`take` looked), and the idle ones hold mappings: tell them to
+            // exit, so that their mappings come back for a later spawn.
+            self.trim(0);
+            return Err(e);
+        }
         let (tx, rx) = channel::bounded(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut builder = thread::Builder::new();
