@@ -63,6 +63,8 @@ fn child() {
         Ok("native") => Backend::Native,
         Ok(other) => panic!("unknown case {other}"),
     };
+    // Pooling on, whatever the environment says (ci/pool-off.sh runs the suite with it off).
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
     // A burst up to the cap.
     let mut live: Vec<Coroutine> = Vec::new();
     let refused = loop {
