@@ -8,12 +8,14 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/maps.rs"]
+mod maps;
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::time::{Duration, Instant};
 
 use cothread::{Backend, Builder, Coroutine, Resume, pool, yield_now};
+use maps::count_maps;
 
 /// Set in a child: run the child's part.
 const CHILD: &str = "COTHREAD_POOL_LIMITS_CHILD";
@@ -25,21 +27,6 @@ const EXTRA_MAPS: usize = 2_000;
 /// The stack sizes of the burst and of the later spawn: two buckets, so the later one finds no idle stack.
 const BURST_STACK: usize = 16 << 10;
 const LATER_STACK: usize = 64 << 10;
-
-/// The lines of `/proc/self/maps`, read through a small buffer (a large one would be a mapping of its own).
-fn count_maps() -> usize {
-    let mut file = File::open("/proc/self/maps").expect("/proc/self/maps");
-    let mut buf = [0u8; 16 << 10];
-    let mut lines = 0;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return lines,
-            Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("reading /proc/self/maps: {e}"),
-        }
-    }
-}
 
 fn builder(backend: Backend, stack: usize) -> Builder {
     Builder::new().backend(backend).stack_size(stack)
