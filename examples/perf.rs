@@ -412,6 +412,96 @@ fn echo_vs_tokio() -> String {
     summary
 }
 
+/// The `nesting` rows: per level, a chain of [`DEPTH`] read against one of `SHORT` (the cost of depth itself:
+/// more threads or stacks than the caches hold, and new ones wherever the pool does not hold the chain), each
+/// figure in steady state (chains repeated after one that warms the pool). Returns the summary: the whole
+/// chain's ratio and the threads spawned or stacks mapped per chain with the default pool.
+fn chains(table: &mut Table) -> String {
+    const SHORT: u32 = 100;
+    // Chains counted for the threads or stacks they add.
+    const ROUNDS: u32 = 20;
+    let per_level = |v: Variant, depth: u32| {
+        ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth)
+    };
+    // The default pool (64 at rest) follows the chain's demand; one set to 1,024 holds it at rest too.
+    let whole_chain = |v: Variant| Variant {
+        max_idle: 1024,
+        ..v
+    };
+    let whole = |deep: f64, short: f64| deep * f64::from(DEPTH) / (short * f64::from(SHORT));
+    let short_ns = per_level(Variant::SPIN, SHORT);
+    let short_spin = table.baseline(
+        "nesting",
+        "baseline: thread, spin, chain of 100 (per level)",
+        short_ns,
+    );
+    let deep_ns = per_level(Variant::SPIN, DEPTH);
+    table.figure(
+        "nesting",
+        "thread, spin, default pool (per level of 1000)",
+        deep_ns,
+        short_spin,
+    );
+    table.figure(
+        "nesting",
+        "thread, spin, pool 1024 (per level of 1000)",
+        per_level(whole_chain(Variant::SPIN), DEPTH),
+        short_spin,
+    );
+    let short_park = table.baseline(
+        "nesting",
+        "baseline: thread, park, chain of 100 (per level)",
+        per_level(Variant::PARK, SHORT),
+    );
+    table.figure(
+        "nesting",
+        "thread, park, pool 1024 (per level of 1000)",
+        per_level(whole_chain(Variant::PARK), DEPTH),
+        short_park,
+    );
+    #[allow(unused_mut)] // only added to where the native backend runs
+    let mut summary = format!(
+        "steady chains of {DEPTH} against {SHORT}, default pool, whole chain: thread, spin {:.1}x \
+         ({:.1} threads spawned a chain of {DEPTH}, {:.1} a chain of {SHORT})",
+        whole(deep_ns, short_ns),
+        workloads::nesting_new_threads(Variant::SPIN, DEPTH, ROUNDS),
+        workloads::nesting_new_threads(Variant::SPIN, SHORT, ROUNDS),
+    );
+    #[cfg(cothread_native)]
+    {
+        use workloads::native;
+        let per_level = |depth: u32| {
+            ns_per_op(|chains| native::nesting_default_pool(depth, chains)) / f64::from(depth)
+        };
+        let short_ns = per_level(SHORT);
+        let short = table.baseline(
+            "nesting",
+            "baseline: native, chain of 100 (per level)",
+            short_ns,
+        );
+        let deep_ns = per_level(DEPTH);
+        table.figure(
+            "nesting",
+            "native, default pool (per level of 1000)",
+            deep_ns,
+            short,
+        );
+        table.figure(
+            "nesting",
+            "native, pool 1001 (per level of 1000)",
+            ns_per_op(|chains| native::nesting(DEPTH, chains)) / f64::from(DEPTH),
+            short,
+        );
+        summary += &format!(
+            "; native {:.1}x ({:.1} stacks mapped a chain of {DEPTH}, {:.1} a chain of {SHORT})",
+            whole(deep_ns, short_ns),
+            native::nesting_new_stacks(DEPTH, ROUNDS),
+            native::nesting_new_stacks(SHORT, ROUNDS),
+        );
+    }
+    summary
+}
+
 fn main() {
     workloads::initial_spin(); // record the starting spin limit before any variant changes it
     let mut table = Table::default();
@@ -432,6 +522,13 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("loop-switch") {
         // `cargo run --release [--features native] --example perf -- loop-switch`.
         let summary = loop_switch(&mut table);
+        table.print();
+        println!("{summary}");
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("chains") {
+        // Only the deep chains: `cargo run --release [--features native] --example perf -- chains`.
+        let summary = chains(&mut table);
         table.print();
         println!("{summary}");
         return;
@@ -532,46 +629,7 @@ fn main() {
         parking_lot,
     );
 
-    // ns per chain, divided by its depth; a chain of `depth` levels read against one of `SHORT` levels (the
-    // cost of depth itself: more threads or stacks than the caches hold, and with the default pool, new threads).
-    const SHORT: u32 = 100;
-    let per_level = |v: Variant, depth: u32| {
-        ns_per_op(|chains| workloads::nesting(v, depth, chains)) / f64::from(depth)
-    };
-    // With the default pool (64 threads) most of a 1,000-deep chain spawns threads; with a pool that holds
-    // the whole chain, each level costs two hand-offs.
-    let whole_chain = |v: Variant| Variant {
-        max_idle: 1024,
-        ..v
-    };
-    let short_spin = table.baseline(
-        "nesting",
-        "baseline: thread, spin, chain of 100 (per level)",
-        per_level(Variant::SPIN, SHORT),
-    );
-    table.figure(
-        "nesting",
-        "thread, spin, pool 64 (per level of 1000)",
-        per_level(Variant::SPIN, DEPTH),
-        short_spin,
-    );
-    table.figure(
-        "nesting",
-        "thread, spin, pool 1024 (per level of 1000)",
-        per_level(whole_chain(Variant::SPIN), DEPTH),
-        short_spin,
-    );
-    let short_park = table.baseline(
-        "nesting",
-        "baseline: thread, park, chain of 100 (per level)",
-        per_level(Variant::PARK, SHORT),
-    );
-    table.figure(
-        "nesting",
-        "thread, park, pool 1024 (per level of 1000)",
-        per_level(whole_chain(Variant::PARK), DEPTH),
-        short_park,
-    );
+    let chains_summary = chains(&mut table);
 
     #[cfg(cothread_native)]
     {
@@ -610,19 +668,6 @@ fn main() {
             ns_per_op(|n| native::round_robin(100, n)),
             raw_round_trip,
         );
-        let per_level =
-            |depth: u32| ns_per_op(|chains| native::nesting(depth, chains)) / f64::from(depth);
-        let short = table.baseline(
-            "nesting",
-            "baseline: native, chain of 100 (per level)",
-            per_level(SHORT),
-        );
-        table.figure(
-            "nesting",
-            "native (per level of 1000)",
-            per_level(DEPTH),
-            short,
-        );
     }
     #[cfg(cothread_native)]
     let native_summary = native_vs_corosensei(&mut table);
@@ -648,6 +693,7 @@ fn main() {
     );
     table.print();
     println!("{interleaved_summary}");
+    println!("{chains_summary}");
     #[cfg(cothread_native)]
     println!("{native_summary}");
     println!("{loop_summary}");

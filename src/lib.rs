@@ -57,8 +57,8 @@
 //!   [`Coroutine`] stays `Send` (it can be created on one thread and started on another): its stack never runs
 //!   anywhere but its own thread, so nothing on it is ever touched by two threads.
 //! - **Stack overflow** hits the guard page and aborts the process with "has overflowed its stack".
-//! - **Pool**: finished coroutines' stacks are kept under the same bound ([`pool::set_max_idle`]; plus each
-//!   thread's most recent one), counted by `pool::native_stats()`.
+//! - **Pool**: finished coroutines' stacks are kept under the same rules ([`pool::set_max_idle`] at rest, a
+//!   burst's for the idle timeout; plus each thread's most recent one), counted by `pool::native_stats()`.
 //! - **Where it is unavailable** ([`Backend::is_available`]): on targets corosensei does not support (the feature
 //!   is still safe to turn on there: corosensei is not even built), under Miri (the switch is inline assembly)
 //!   and under `--cfg loom`, the default stays [`Backend::Thread`] and `Backend::Native` coroutines fail to spawn

@@ -8,10 +8,20 @@
 //! matches does it spawn a thread. So a create-enter-finish lifecycle costs a couple of hand-offs instead of a
 //! `thread::spawn` and a join.
 //!
-//! The pool is bounded and shrinks by itself:
-//! - at most [`max_idle`] threads wait idle (default [`DEFAULT_MAX_IDLE`], QEMU's pool size); a thread that
-//!   finishes while the pool is full exits;
-//! - a thread idle for longer than [`idle_timeout`] (default [`DEFAULT_IDLE_TIMEOUT`]) exits.
+//! The pool follows demand and shrinks back by itself (QEMU's `qemu_coroutine_inc_pool_size` idea, made
+//! automatic):
+//! - every thread that finishes waits idle for the next coroutine, so after a burst of `n` coroutines at once
+//!   (or a chain `n` deep) the next burst of up to `n` spawns no thread. At most [`BURST_CAP`] threads wait
+//!   idle (or [`max_idle`] if that is larger); a thread that finishes while that many wait exits;
+//! - a thread idle for longer than [`idle_timeout`] (default [`DEFAULT_IDLE_TIMEOUT`]) exits, so once the
+//!   burst is over the pool shrinks back by itself, below [`max_idle`] (default [`DEFAULT_MAX_IDLE`], QEMU's
+//!   pool size; the bound kept at rest) and in the end to none. [`set_max_idle`] tells the idle threads beyond
+//!   the new bound to exit at once.
+//!
+//! The native backend's stacks follow the same rule (see `native_stats`). Idle threads and stacks keep their
+//! mappings, so they count against the per-process mapping limit: a spawn beyond it is still refused with an
+//! `Err`. They give way there: a refused native spawn unmaps the idle stacks and tries once more; a refused
+//! thread spawn tells the idle threads to exit, so that a later spawn goes through.
 //!
 //! Setting `max_idle` to 0 switches pooling off: every coroutine then gets a fresh thread, which exits when the
 //! coroutine finishes. The environment variable `COTHREAD_MAX_IDLE`, read once when the pool is first used,
@@ -43,11 +53,17 @@ pub use crate::backend::PoolStats;
 /// Default bound on idle threads: 64, the size of QEMU's first coroutine pool.
 pub const DEFAULT_MAX_IDLE: usize = crate::settings::DEFAULT_MAX_IDLE;
 
-/// Default time an idle thread waits for work before it exits.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = backend::thread::pool::DEFAULT_IDLE_TIMEOUT;
+/// Default time an idle thread waits for work before it exits (and a native stack beyond [`max_idle`] stays
+/// idle before it is unmapped).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = crate::settings::DEFAULT_IDLE_TIMEOUT;
 
-/// Sets the bound on idle threads. Shrinking the bound tells the surplus idle threads (oldest first) to exit.
-/// 0 turns pooling off. Like QEMU's `qemu_coroutine_inc_pool_size`, this can change at any time.
+/// The most threads (or native stacks) a pool keeps idle after a burst, whatever its size, unless [`max_idle`]
+/// is larger: 4,096. Those beyond [`max_idle`] go after [`idle_timeout`].
+pub const BURST_CAP: usize = crate::settings::BURST_CAP;
+
+/// Sets the bound kept at rest. Setting it tells the idle threads beyond it (oldest first) to exit, and unmaps
+/// the idle native stacks beyond it, a burst's included. 0 turns pooling off. Like QEMU's
+/// `qemu_coroutine_inc_pool_size`, this can change at any time.
 pub fn set_max_idle(max: usize) {
     crate::settings::store_max_idle(max);
     backend::trim_pools(max);
@@ -58,15 +74,17 @@ pub fn max_idle() -> usize {
     crate::settings::max_idle()
 }
 
-/// Sets how long an idle thread waits for a new coroutine before it exits. Threads already waiting keep the
-/// timeout they started with.
+/// Sets how long an idle thread waits for a new coroutine before it exits, and how long a native stack beyond
+/// [`max_idle`] stays idle before it is unmapped. Threads already waiting keep the timeout they started with;
+/// idle stacks get the new one.
 pub fn set_idle_timeout(timeout: Duration) {
-    backend::thread::pool::global().set_idle_timeout(timeout);
+    crate::settings::store_idle_timeout(timeout);
 }
 
-/// How long an idle thread waits for a new coroutine before it exits.
+/// How long an idle thread waits for a new coroutine before it exits (and a native stack beyond [`max_idle`]
+/// stays idle).
 pub fn idle_timeout() -> Duration {
-    backend::thread::pool::global().idle_timeout()
+    crate::settings::idle_timeout()
 }
 
 /// The pool's counters.
@@ -75,9 +93,14 @@ pub fn stats() -> PoolStats {
 }
 
 /// The counters of the native backend's stack pool, in the same shape: `created` counts stacks mapped,
-/// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped. At most
-/// [`max_idle`] stacks idle in the shared pool, plus the last one each thread got back (kept for its next
-/// coroutine, unmapped when the thread exits); idle stacks have no timeout (they hold no thread, only memory).
+/// `reused` coroutines that got an idle stack, `idle` stacks idle now, `exited` stacks unmapped.
+///
+/// Each thread keeps the last stack it got back (for its next coroutine; unmapped when the thread exits), and
+/// the shared pool the others: [`max_idle`] of them for good, and beyond those, up to [`BURST_CAP`] stacks that
+/// came back within [`idle_timeout`], so a repeated burst or deep chain maps no new stack. A stack beyond
+/// [`max_idle`] that stays unused for the idle timeout is unmapped lazily (no thread watches the clock): when
+/// a stack next comes back to the shared pool (a coroutine created while another runs on the same thread, or
+/// finished elsewhere, is dropped), or at once by [`set_max_idle`].
 /// All zero where [`Backend::Native`] is not compiled in (see [`Backend::is_available`]).
 #[cfg(feature = "native")]
 pub fn native_stats() -> PoolStats {

@@ -12,13 +12,15 @@
 
 #[path = "common/child.rs"]
 mod child;
+#[path = "common/maps.rs"]
+mod maps;
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cothread::{Backend, Builder, Resume, yield_now};
+use maps::count_maps;
 
 /// Set in a child: which backend it spawns on.
 const CHILD: &str = "COTHREAD_LIMITS_CHILD";
@@ -29,21 +31,6 @@ const EXTRA_MAPS: usize = 2_000;
 /// Mappings the child may see beyond cothread's threshold once refused, or fewer than the refused spawn's
 /// share below it: what the runtime maps by itself between the two counts (ThreadSanitizer's runtime: 4).
 const SLACK: usize = 16;
-
-/// The lines of `/proc/self/maps`, read through a small buffer (a large one would be a mapping of its own).
-fn count_maps() -> usize {
-    let mut file = File::open("/proc/self/maps").expect("/proc/self/maps");
-    let mut buf = [0u8; 16 << 10];
-    let mut lines = 0;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return lines,
-            Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("reading /proc/self/maps: {e}"),
-        }
-    }
-}
 
 /// Runs the child on `backend` with its mappings capped at `cap` (none: the kernel's limit); asserts that it
 /// exited cleanly after a refusal and returns its report.

@@ -77,6 +77,8 @@ fn a_threads_hot_stack_goes_when_the_thread_exits() {
     assert_eq!(after.exited - during.exited, 1);
 }
 
+/// A burst's stacks stay idle for the next burst (the surplus beyond `max_idle`); setting the bound gives the
+/// surplus back at once. The idle timeout's part is in tests/pool_burst.rs.
 #[test]
 fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
     let _s = serial();
@@ -97,7 +99,23 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
             "a finished coroutine keeps its stack until it is dropped"
         );
         drop(cos);
-        assert_eq!(pool::native_stats().idle, 4 + 1, "four shared, one hot");
+        assert_eq!(
+            pool::native_stats().idle,
+            20,
+            "four kept, fifteen surplus, one hot"
+        );
+        pool::set_max_idle(10);
+        assert_eq!(
+            pool::native_stats().idle,
+            10 + 1,
+            "raising the bound keeps what fits for good and unmaps the rest at once"
+        );
+        pool::set_max_idle(4);
+        assert_eq!(
+            pool::native_stats().idle,
+            4 + 1,
+            "setting the bound unmaps the surplus at once: four shared, one hot"
+        );
     });
     assert_eq!(pool::native_stats().idle, 4);
     let before = pool::native_stats();
@@ -105,9 +123,34 @@ fn the_bound_is_max_idle_plus_each_threads_hot_stack() {
     let after = pool::native_stats();
     assert_eq!(
         after.idle, 1,
-        "lowering the bound unmaps the surplus at once"
+        "lowering the bound unmaps the ones kept beyond it at once"
     );
     assert_eq!(after.exited - before.exited, 3);
+    pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
+}
+
+/// However large a burst, the shared pool keeps at most `BURST_CAP` of its stacks (`max_idle` being smaller).
+#[test]
+fn a_burst_beyond_the_cap_keeps_the_cap() {
+    let _s = serial();
+    fresh_pool(4);
+    on_fresh_thread(|| {
+        let n = pool::BURST_CAP + 20;
+        let before = pool::native_stats();
+        let mut cos: Vec<Coroutine> = (0..n)
+            .map(|_| native().stack_size(16 << 10).spawn(yield_now).unwrap())
+            .collect();
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Yielded);
+        }
+        for co in &mut cos {
+            assert_eq!(co.enter(), Resume::Returned(()));
+        }
+        drop(cos);
+        let after = pool::native_stats();
+        assert_eq!(after.idle, pool::BURST_CAP + 1, "the cap shared, one hot");
+        assert_eq!(after.exited - before.exited, 19);
+    });
     pool::set_max_idle(pool::DEFAULT_MAX_IDLE);
 }
 
@@ -233,11 +276,14 @@ fn a_chain_of_200_nested_coroutines_gives_its_stacks_back() {
     on_fresh_thread(|| {
         assert_eq!(chain(200), 200);
         let stats = pool::native_stats();
-        assert_eq!(stats.idle, pool::DEFAULT_MAX_IDLE + 1);
+        // 199 coroutines below the caller.
+        assert_eq!(stats.idle, 199, "the whole chain, for the next one");
         let before = stats;
         assert_eq!(chain(200), 200);
         let after = pool::native_stats();
-        assert!(after.reused - before.reused >= pool::DEFAULT_MAX_IDLE as u64);
+        assert_eq!(after.created, before.created, "no new stack");
+        assert_eq!(after.reused - before.reused, 199);
+        assert_eq!(after.idle, 199);
     });
 }
 

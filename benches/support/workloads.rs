@@ -171,6 +171,17 @@ fn nesting_with(make: MakeBuilder, depth: u32, iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// New threads or stacks per chain `depth` deep (the pool's `created` counter, `counted`), over `rounds` chains
+/// after one that warms the pool: what a repeated deep chain costs the pool in steady state.
+fn new_per_chain(make: MakeBuilder, depth: u32, rounds: u32, counted: fn() -> u64) -> f64 {
+    chain(make, depth);
+    let before = counted();
+    for _ in 0..rounds {
+        chain(make, depth);
+    }
+    (counted() - before) as f64 / f64::from(rounds)
+}
+
 /// A scheduler's pattern: `n` suspended coroutines entered in turn, each yielding at once; per enter.
 fn round_robin_with(make: MakeBuilder, n: usize, iters: u64) -> Duration {
     let mut cos: Vec<Coroutine> = (0..n).map(|_| endless(make)).collect();
@@ -244,6 +255,16 @@ pub fn lifecycle(v: Variant, iters: u64) -> Duration {
 /// QEMU /perf/nesting on the thread backend.
 pub fn nesting(v: Variant, depth: u32, iters: u64) -> Duration {
     on_thread(v, |make| nesting_with(make, depth, iters))
+}
+
+/// Threads spawned per chain `depth` deep on the thread backend, repeated (see [`new_per_chain`]).
+pub fn nesting_new_threads(v: Variant, depth: u32, rounds: u32) -> f64 {
+    v.apply();
+    let n = new_per_chain(thread_builder, depth, rounds, || {
+        cothread::pool::stats().created
+    });
+    reset();
+    n
 }
 
 /// Round robin over `n` coroutines on the thread backend.
@@ -663,6 +684,20 @@ pub mod native {
         let t = nesting_with(native_builder, depth, iters);
         reset();
         t
+    }
+
+    /// The same with the default pool, which follows the chain's demand after the first (warming) chain.
+    pub fn nesting_default_pool(depth: u32, iters: u64) -> Duration {
+        reset();
+        nesting_with(native_builder, depth, iters)
+    }
+
+    /// Stacks mapped per chain `depth` deep with the default pool, repeated (see [`new_per_chain`]).
+    pub fn nesting_new_stacks(depth: u32, rounds: u32) -> f64 {
+        reset();
+        new_per_chain(native_builder, depth, rounds, || {
+            cothread::pool::native_stats().created
+        })
     }
 
     /// `n` suspended native coroutines entered in turn; per enter.

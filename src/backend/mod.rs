@@ -48,8 +48,8 @@ pub struct PoolStats {
     pub reused: u64,
     /// Threads waiting idle right now.
     pub idle: usize,
-    /// Threads that have exited (pool full, idle timeout, or [`set_max_idle`](crate::pool::set_max_idle)
-    /// shrinking the pool).
+    /// Threads that have exited (pool full, idle timeout, [`set_max_idle`](crate::pool::set_max_idle)
+    /// shrinking the pool, or a spawn refused at the mapping limit).
     pub exited: u64,
 }
 

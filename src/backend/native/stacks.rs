@@ -13,18 +13,22 @@
 //! Two levels, as in QEMU (a per-thread pool in front of a global one):
 //! - each thread keeps the last stack that came back to it, bare or in its spare (its *hot* stack), for the
 //!   next coroutine it creates, with no lock and no atomic read-modify-write;
-//! - the shared pool (a lock and a list, most recently idled first) takes the others, at most
-//!   [`pool::max_idle`](crate::pool::max_idle) of them (the thread pool's bound); a stack that comes back to
-//!   a full pool is unmapped, and lowering the bound unmaps the oldest surplus at once.
+//! - the shared pool (a lock and two lists) takes the others: up to [`pool::max_idle`](crate::pool::max_idle)
+//!   of them (the thread pool's bound) for good, and beyond those, a *surplus* that follows recent demand (QEMU's
+//!   `qemu_coroutine_inc_pool_size`, made automatic): every stack that comes back is kept, up to
+//!   [`settings::burst_bound`], so a repeated burst or deep chain maps no new stack, and a surplus stack
+//!   unused for the idle timeout is unmapped. No thread watches the clock: the surplus is stamped when it comes
+//!   back and the expired part (the oldest, at the front) is unmapped when a stack next comes back to the shared
+//!   pool. A stack that comes back to a full pool is unmapped; setting the bound unmaps the surplus at once.
 //!
-//! So at most `max_idle` stacks idle in the shared pool, plus one per thread that runs native coroutines;
+//! So at rest at most `max_idle` stacks idle in the shared pool, plus one per thread that runs native coroutines;
 //! `max_idle == 0` turns pooling off: every coroutine then gets a fresh stack, and a thread's hot stack is
-//! unmapped at its next use of the pool (or when the thread exits). There is no idle timeout: an idle stack
-//! holds no thread and no CPU, only the memory its last coroutine touched, which the bound caps. Counters:
-//! [`stats`], exposed as [`pool::native_stats`](crate::pool::native_stats); they count hot stacks too.
+//! unmapped at its next use of the pool (or when the thread exits). Counters: [`stats`], exposed as
+//! [`pool::native_stats`](crate::pool::native_stats); they count hot stacks too.
 
 use std::cell::Cell;
 use std::io;
+use std::time::Instant;
 
 use corosensei::stack::DefaultStack;
 
@@ -47,10 +51,15 @@ const BUCKET_ALIGN: usize = 4 << 10;
 const MAX_STACK_SIZE: usize = isize::MAX as usize / 4;
 
 /// The shared pool and the counters of threads' hot stacks.
+///
+/// Invariants: `idle` holds at most `max_idle` stacks and is filled first; `idle` and `surplus` together hold at
+/// most [`settings::burst_bound`]; `surplus` is in the order its stacks came back (their stamps never decrease).
 struct StackPool {
-    /// Idle stacks and their buckets, oldest first.
+    /// Idle stacks kept for good and their buckets, oldest first.
     idle: Vec<(usize, DefaultStack)>,
-    /// Coroutines that got a stack from `idle`.
+    /// Idle stacks beyond `max_idle`, oldest first: bucket, stack, and when it came back.
+    surplus: Vec<(usize, DefaultStack, Instant)>,
+    /// Coroutines that got a stack from `idle` or `surplus`.
     reused: u64,
     /// The counters of every thread that has used the pool and not exited.
     threads: Vec<Arc<ThreadCounters>>,
@@ -75,6 +84,7 @@ impl ThreadCounters {
 
 static SHARED: Mutex<StackPool> = Mutex::new(StackPool {
     idle: Vec::new(),
+    surplus: Vec::new(),
     reused: 0,
     threads: Vec::new(),
     retired_reused: 0,
@@ -279,11 +289,48 @@ fn take_cold(size: usize) -> io::Result<DefaultStack> {
             shared.reused += 1;
             return Ok(stack);
         }
+        if let Some(i) = shared.surplus.iter().rposition(|(s, ..)| *s == size) {
+            let (_, stack, _) = shared.surplus.remove(i);
+            shared.reused += 1;
+            return Ok(stack);
+        }
     }
+    match map(size) {
+        Ok(stack) => Ok(stack),
+        // Idle stacks of other buckets hold mappings too: give them back and try once more.
+        Err(e) if free_all_idle() > 0 => map(size).map_err(|_| e),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new stack (with a guard page below it), if the process's mappings allow it.
+fn map(size: usize) -> io::Result<DefaultStack> {
     crate::limits::reserve(crate::limits::STACK_MAPS)?;
-    let stack = DefaultStack::new(size)?;
-    CREATED.fetch_add(1, Ordering::Relaxed);
-    Ok(stack)
+    match DefaultStack::new(size) {
+        Ok(stack) => {
+            CREATED.fetch_add(1, Ordering::Relaxed);
+            Ok(stack)
+        }
+        Err(e) => {
+            crate::limits::release(crate::limits::STACK_MAPS);
+            Err(e)
+        }
+    }
+}
+
+/// Unmaps every stack of the shared pool; returns how many.
+fn free_all_idle() -> usize {
+    let (idle, surplus) = {
+        let mut shared = shared();
+        (
+            std::mem::take(&mut shared.idle),
+            std::mem::take(&mut shared.surplus),
+        )
+    };
+    let n = idle.len() + surplus.len();
+    idle.into_iter().for_each(|(_, stack)| free(stack));
+    surplus.into_iter().for_each(|(_, stack, _)| free(stack));
+    n
 }
 
 /// A stack no coroutine runs on any more comes back on its own: it becomes this thread's hot stack, and the one
@@ -339,38 +386,79 @@ fn keep_unpooled(hot: Hot) {
     }
 }
 
-/// A stack goes idle in the shared pool (out of its spare), or is unmapped (with the pool's surplus) if the
-/// pool is full.
+/// A stack goes idle in the shared pool (out of its spare): kept for good while fewer than `max` are, else in
+/// the surplus, stamped; unmapped if the pool is full. The surplus unused for the idle timeout goes first.
 #[cold]
 fn to_shared(size: usize, hot: Hot, max: usize) {
     let Some(stack) = hot.into_stack() else {
         return;
     };
     let mut shared = shared();
-    if shared.idle.len() < max {
+    // The usual case, with no surplus to expire, reads no clock.
+    if shared.idle.len() < max && shared.surplus.is_empty() {
         shared.idle.push((size, stack));
         return;
     }
-    // Full, or over a bound that has been lowered since: unmap this one and the surplus, outside the lock.
-    let n = shared.idle.len() - max;
-    let surplus: Vec<_> = shared.idle.drain(..n).collect();
-    drop(shared);
-    for (_, s) in surplus {
-        free(s);
-    }
-    free(stack);
+    to_surplus(shared, size, stack, max);
 }
 
-/// Unmaps stacks of the shared pool beyond `max`, oldest first.
-pub(crate) fn trim(max: usize) {
-    let surplus: Vec<_> = {
-        let mut shared = shared();
-        let n = shared.idle.len().saturating_sub(max);
-        shared.idle.drain(..n).collect()
+/// [`to_shared`] for a pool beyond `max` (or with a surplus): the surplus unused for the idle timeout is
+/// unmapped, and `stack` kept (for good if there is room, else in the surplus) or unmapped if the pool is full.
+#[cold]
+fn to_surplus(
+    mut shared: MutexGuard<'static, StackPool>,
+    size: usize,
+    stack: DefaultStack,
+    max: usize,
+) {
+    let now = Instant::now();
+    // Stacks that came back at or before `cutoff` have been unused for the idle timeout.
+    let cutoff = now.checked_sub(settings::idle_timeout());
+    let is_expired = |since: &Instant| cutoff.is_some_and(|cutoff| *since <= cutoff);
+    // Usually none: the oldest is checked alone first.
+    let expired: Vec<_> = match shared.surplus.first() {
+        Some((.., since)) if is_expired(since) => {
+            let n = (shared.surplus.iter())
+                .take_while(|(.., since)| is_expired(since))
+                .count();
+            shared.surplus.drain(..n).collect()
+        }
+        _ => Vec::new(),
     };
-    for (_, stack) in surplus {
+    let mut unkept = None;
+    if shared.idle.len() < max {
+        shared.idle.push((size, stack));
+    } else if shared.idle.len() + shared.surplus.len() < settings::burst_bound(max) {
+        shared.surplus.push((size, stack, now));
+    } else {
+        unkept = Some(stack);
+    }
+    drop(shared);
+    // Unmapped outside the lock.
+    if !expired.is_empty() {
+        expired.into_iter().for_each(|(_, stack, _)| free(stack));
+    }
+    if let Some(stack) = unkept {
         free(stack);
     }
+}
+
+/// The bound is now `max`: the shared pool's stacks beyond it are unmapped, oldest first, the surplus's
+/// included; the newest of the surplus that fit under a raised bound are kept for good.
+pub(crate) fn trim(max: usize) {
+    let (beyond, surplus): (Vec<_>, Vec<_>) = {
+        let mut shared = shared();
+        let n = shared.idle.len().saturating_sub(max);
+        let beyond = shared.idle.drain(..n).collect();
+        let mut surplus = std::mem::take(&mut shared.surplus);
+        let room = max - shared.idle.len();
+        let fit = surplus.len().saturating_sub(room);
+        let fitting = surplus.drain(fit..).map(|(size, stack, _)| (size, stack));
+        shared.idle.extend(fitting);
+        (beyond, surplus)
+    };
+    beyond.into_iter().for_each(|(_, stack)| free(stack));
+    surplus.into_iter().for_each(|(_, stack, _)| free(stack));
     // This thread's hot stack too, if pooling is now off; other threads drop theirs at their next use.
     if max == 0 {
         free_hot();
@@ -395,7 +483,7 @@ pub(crate) fn stats() -> PoolStats {
     PoolStats {
         created: CREATED.load(Ordering::Relaxed),
         reused: shared.reused + shared.retired_reused + hot_reused,
-        idle: shared.idle.len() + hot,
+        idle: shared.idle.len() + shared.surplus.len() + hot,
         exited: FREED.load(Ordering::Relaxed),
     }
 }

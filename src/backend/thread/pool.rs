@@ -3,19 +3,17 @@
 //! When a coroutine of the thread backend finishes, its OS thread does not exit: it puts itself back in this
 //! pool and waits (on a channel of its own) for the next coroutine. Creating a coroutine takes the most
 //! recently idled thread whose settings (name, stack size) match; only when none matches does it spawn a
-//! thread. At most [`settings::max_idle`] threads wait idle; a thread idle for longer than its timeout exits.
+//! thread. Every thread that finishes goes idle, up to [`settings::burst_bound`] of them (so a burst's threads
+//! are there for the next burst); a thread idle for longer than the idle timeout exits, so once a burst is
+//! over, the pool shrinks by itself. A thread that finishes while the pool holds that many exits.
 
 use std::io;
-use std::time::Duration;
 
 use crate::backend::{PoolStats, Spec};
 use crate::settings;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::channel::{self, Receiver, RecvTimeoutError, Sender};
 use crate::sync::{Mutex, thread};
-
-/// Default time an idle thread waits for work before it exits.
-pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Work for a pool thread: [`Job::run`] runs the coroutine to its end; then the thread goes back to the pool,
 /// and only then calls [`Job::finish`], which returns control to the enterer. That order lets the enterer's
@@ -62,7 +60,6 @@ impl Worker {
 /// exactly one message (`Run` or `Exit`).
 pub(crate) struct Pool {
     idle: Mutex<Vec<Worker>>,
-    idle_timeout_ns: AtomicU64,
     next_id: AtomicU64,
     created: AtomicU64,
     reused: AtomicU64,
@@ -81,7 +78,6 @@ impl Pool {
     fn new() -> Pool {
         Pool {
             idle: Mutex::new(Vec::new()),
-            idle_timeout_ns: AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_nanos() as u64),
             next_id: AtomicU64::new(0),
             created: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -104,7 +100,12 @@ impl Pool {
     }
 
     fn spawn(&'static self, spec: &Spec) -> io::Result<Worker> {
-        crate::limits::reserve(crate::limits::THREAD_MAPS)?;
+        if let Err(e) = crate::limits::reserve(crate::limits::THREAD_MAPS) {
+            // No idle thread has these settings (`take` looked), and the idle ones hold mappings: tell them to
+            // exit, so that their mappings come back for a later spawn.
+            self.trim(0);
+            return Err(e);
+        }
         let (tx, rx) = channel::bounded(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut builder = thread::Builder::new();
@@ -142,9 +143,7 @@ impl Pool {
             let msg = if reserved {
                 rx.recv().ok()
             } else {
-                match rx.recv_timeout(Duration::from_nanos(
-                    self.idle_timeout_ns.load(Ordering::Relaxed),
-                )) {
+                match rx.recv_timeout(settings::idle_timeout()) {
                     Ok(msg) => Some(msg),
                     Err(RecvTimeoutError::Timeout) => {
                         if self.remove_idle(me.id) {
@@ -177,10 +176,10 @@ impl Pool {
         crate::limits::release(crate::limits::THREAD_EXIT_MAPS);
     }
 
-    /// Puts a thread's entry in `idle` unless the pool is full.
+    /// Puts a thread's entry in `idle` unless the pool is full: it holds the burst bound (`max_idle` or more).
     fn push_idle(&self, worker: Worker) -> Result<(), Worker> {
         let mut idle = self.idle.lock();
-        if idle.len() < settings::max_idle() {
+        if idle.len() < settings::burst_bound(settings::max_idle()) {
             idle.push(worker);
             Ok(())
         } else {
@@ -205,15 +204,6 @@ impl Pool {
             }
             None => false,
         }
-    }
-
-    pub(crate) fn set_idle_timeout(&self, timeout: Duration) {
-        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        self.idle_timeout_ns.store(nanos, Ordering::Relaxed);
-    }
-
-    pub(crate) fn idle_timeout(&self) -> Duration {
-        Duration::from_nanos(self.idle_timeout_ns.load(Ordering::Relaxed))
     }
 
     /// Tells the surplus idle threads (oldest first) to exit, down to `max`.
