@@ -6,7 +6,10 @@
 //! the last lines. `-- park-vs-parking-lot` runs only the thread backend's pair (40 pairs of 1,000 round
 //! trips); `--features native -- native-vs-corosensei` only the native backend's against raw corosensei (the
 //! round trip and the pooled lifecycle, 400 pairs each); `-- generators` only the generators' rows against their
-//! baselines (thread: the QEMU-style round trip; native: corosensei).
+//! baselines (thread: the QEMU-style round trip; native: corosensei); `-- spin-vs-raw` only the spinning round
+//! trip against the raw spin ping-pong (100 pairs of 2,000); `-- sticky` only the sticky-park case (40 phases,
+//! each a parking_lot batch then 1,000 timed round trips, with per-phase lines: how many round trips the thread
+//! backend took to come back within 2x the raw spin ping-pong of the same phase).
 //!
 //! Each row is a figure in nanoseconds per operation, the baseline row it is read against (measured in the
 //! same process, a few seconds apart or, for the interleaved rows, in alternating runs milliseconds apart) and
@@ -201,10 +204,21 @@ fn spin_vs_raw(table: &mut Table) -> String {
         &pairs,
     );
     let within_2x = pairs.iter().filter(|p| p.0 <= 2.0 * p.1).count();
-    let shared = pairs.iter().filter(|p| p.1 >= SHARED_CPU_NS).count();
+    let two_cpus: Vec<_> = pairs.iter().filter(|p| p.1 < SHARED_CPU_NS).collect();
+    let two_cpus_within = two_cpus.iter().filter(|p| p.0 <= 2.0 * p.1).count();
+    let two_cpus_ratio = if two_cpus.is_empty() {
+        "-".to_string()
+    } else {
+        format!(
+            "{:.2}x",
+            median(two_cpus.iter().map(|p| p.0 / p.1).collect())
+        )
+    };
     let summary = format!(
         "thread spin / raw spin over {SPIN_PAIRS} interleaved pairs of {SPIN_PAIR_ITERS} round trips: within 2x \
-         in {within_2x}; raw spin at or above {SHARED_CPU_NS} ns (its threads on one CPU) in {shared}"
+         in {within_2x}; in the {} pairs whose raw spin ran on two CPUs (under {SHARED_CPU_NS} ns): within 2x in \
+         {two_cpus_within}, median ratio {two_cpus_ratio}",
+        two_cpus.len()
     );
     eprintln!("  {summary}");
     summary
@@ -549,6 +563,8 @@ fn main() {
     );
 
     let interleaved_summary = park_vs_parking_lot(&mut table);
+    let spin_summary = spin_vs_raw(&mut table);
+    let sticky_summary = sticky(&mut table);
 
     // A scheduler's enter is a round trip to one of many threads: read against the round trip's baselines.
     table.figure(
@@ -679,6 +695,8 @@ fn main() {
     );
     table.print();
     println!("{interleaved_summary}");
+    println!("{spin_summary}");
+    println!("{sticky_summary}");
     #[cfg(cothread_native)]
     println!("{native_summary}");
     let s = cothread::pool::stats();
