@@ -35,20 +35,11 @@ const _: () = assert!((PARKED | NESTED) & !PhaseWord::WAITER_BITS == 0);
 /// Which side waits, as an index into `Waiter::sides`.
 const ENTERER: usize = 0;
 const COROUTINE: usize = 1;
-/// Adaptive spinning, per side (`Side::adapt`): the spin bound is cut by at most `>> MAX_SHIFT` (the low
-/// bits, `SHIFT_MASK`); while cut, every `PROBE_EVERY`th wait spins the whole bound (the waits that parked are
-/// counted from bit 8 up). `SHARED_STREAK` counts the waits in a row that ended right after a `yield_now`,
-/// the sign that the other side runs on this thread's CPU (see [`Waiter::wait_until`]).
+/// Adaptive spinning: the spin bound is cut by at most `>> MAX_SHIFT`; while cut, every `PROBE_EVERY`th
+/// wait spins the whole bound.
 const MAX_SHIFT: u32 = 6;
-const SHIFT_MASK: u32 = 0x0f;
+const SHIFT_MASK: u32 = 0xff;
 const PROBE_EVERY: u32 = 8;
-const SHARED_ONE: u32 = 0x10;
-const SHARED_STREAK: u32 = 0x30;
-/// After this many waits in a row that ended right after a `yield_now`, the next wait parks at once.
-const SHARED_PARK_AT: u32 = 2;
-const _: () = assert!((SHARED_PARK_AT * SHARED_ONE) & !SHARED_STREAK == 0);
-/// Every this many rounds a spinning waiter calls `yield_now` instead of `spin_loop`.
-const YIELD_EVERY: u32 = 64;
 
 /// Default number of spin rounds before parking. Measured on a 2-core virtual machine: a round (a
 /// `spin_loop` hint, a `yield_now` every 64th) takes about 40 ns, so 2,048 rounds spin about 80 us, longer
@@ -192,37 +183,21 @@ impl Waiter {
     /// bound. While cut down, every 8th wait probes with the whole bound, so a partner that became fast again
     /// is noticed. A coroutine that a scheduler re-enters only after many others thus stops burning a core
     /// after each yield, while a generator-style ping-pong keeps spinning.
-    ///
-    /// Spinning pays only while the other side runs on another CPU. When the scheduler has put both threads
-    /// on one CPU (it does after a phase in which they parked, and its load balancer then leaves two busy
-    /// threads where they are), every wait ends right after a `yield_now` lets the other side run, and each
-    /// round trip costs two sets of `YIELD_EVERY` spin rounds plus two `sched_yield`s, about 20x a spinning
-    /// round trip. After `SHARED_PARK_AT` such waits in a row the next wait parks at once: the wake-up that
-    /// ends it lets the scheduler put this thread on an idle CPU, if there is one, and the waits after it spin
-    /// again. A wait that ends right after a yield while the two sides run on two CPUs is rare (one in
-    /// `YIELD_EVERY`), two in a row rarer still, so this costs a spinning ping-pong nothing measurable.
     fn wait_until(&self, word: &PhaseWord, side: usize, done: impl Fn(u32) -> bool) -> u32 {
         let adapt = self.sides[side].adapt.load(Ordering::Relaxed);
-        let (shift, streak, waits) = (adapt & SHIFT_MASK, adapt & SHARED_STREAK, adapt >> 8);
+        let (shift, waits) = (adapt & SHIFT_MASK, adapt >> 8);
         let probe = shift != 0 && waits % PROBE_EVERY == 0;
-        let limit = if streak >= SHARED_PARK_AT * SHARED_ONE {
-            #[cfg(all(test, not(loom)))]
-            tests::PARKS_FOR_SHARED_CPU.fetch_add(1, Ordering::Relaxed);
-            0
-        } else if probe {
+        let limit = if probe {
             spin_limit()
         } else {
             spin_limit() >> shift
         };
         let mut round = 0;
-        let mut after_yield = false;
         while round < limit {
             let s = word.load();
             if done(s) {
-                // A successful spin restores the whole bound; one that a yield let succeed counts in the streak.
-                let now = if after_yield { streak + SHARED_ONE } else { 0 };
-                if now != adapt {
-                    self.sides[side].adapt.store(now, Ordering::Relaxed);
+                if shift != 0 {
+                    self.sides[side].adapt.store(0, Ordering::Relaxed);
                 }
                 return s;
             }
@@ -231,24 +206,18 @@ impl Waiter {
                 break;
             }
             round += 1;
-            after_yield = round % YIELD_EVERY == 0;
-            if after_yield {
+            if round % 64 == 0 {
                 thread::yield_now();
             } else {
                 spin_loop();
             }
         }
         let s = self.park_until(word, side, done);
-        // A vain spin cuts the next one's bound; a park at once for the streak only ends the streak.
         if limit > 0 {
             let shift = (shift + 1).min(MAX_SHIFT);
             self.sides[side]
                 .adapt
                 .store(shift | (waits.wrapping_add(1) << 8), Ordering::Relaxed);
-        } else if streak != 0 {
-            self.sides[side]
-                .adapt
-                .store(adapt & !SHARED_STREAK, Ordering::Relaxed);
         }
         s
     }
@@ -293,92 +262,8 @@ mod tests {
         })
     }
 
-    /// Tests that change the global spin limit (or count the waits below) run one at a time.
+    /// Tests that change the global spin limit run one at a time.
     static SPIN_SETTING: Mutex<()> = Mutex::new(());
-
-    /// Waits that parked at once because the waits before them ended right after a `yield_now`.
-    pub(super) static PARKS_FOR_SHARED_CPU: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
-
-    /// Runs `rounds` enter + yield round trips of `b` with the coroutine's side on a thread of its own;
-    /// `pin` runs first on both threads.
-    fn ping_pong(b: &Arc<Pair>, rounds: u32, pin: fn()) {
-        let co = {
-            let b = b.clone();
-            std::thread::spawn(move || {
-                pin();
-                for i in 0..rounds {
-                    b.waiter.wait_for_enterer(&b.word);
-                    if i + 1 == rounds {
-                        b.waiter.finish(&b.word);
-                    } else {
-                        b.waiter.yield_to_enterer(&b.word).unwrap();
-                    }
-                }
-            })
-        };
-        pin();
-        let mut yields = 0;
-        loop {
-            b.waiter.claim(&b.word).unwrap();
-            match b.waiter.wait_for_coroutine(&b.word) {
-                Phase::Yielded => yields += 1,
-                Phase::Finished => break,
-                p => panic!("unexpected phase {p:?}"),
-            }
-        }
-        co.join().unwrap();
-        assert_eq!(yields, rounds - 1);
-    }
-
-    /// Pins the calling thread to the first CPU it may run on.
-    #[cfg(all(target_os = "linux", not(miri)))]
-    fn pin_to_first_cpu() {
-        // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; the calls get a valid, writable set of
-        // the size passed, and `first` is below CPU_SETSIZE.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            let size = size_of::<libc::cpu_set_t>();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-            let first = (0..libc::CPU_SETSIZE as usize)
-                .find(|&c| libc::CPU_ISSET(c, &set))
-                .expect("an allowed CPU");
-            libc::CPU_ZERO(&mut set);
-            libc::CPU_SET(first, &mut set);
-            assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
-        }
-    }
-
-    #[test]
-    #[cfg(all(target_os = "linux", not(miri)))]
-    fn sides_sharing_a_cpu_park_instead_of_yield_spinning() {
-        let _serial = SPIN_SETTING.lock();
-        let old = spin_limit();
-        set_spin_limit(DEFAULT_SPIN_LIMIT);
-        let before = PARKS_FOR_SHARED_CPU.load(Ordering::Relaxed);
-        // On one CPU a spinning waiter sees the other side move only once its `yield_now` lets it run.
-        ping_pong(&pair(), 200, pin_to_first_cpu);
-        let parks = PARKS_FOR_SHARED_CPU.load(Ordering::Relaxed) - before;
-        set_spin_limit(old);
-        // Every third wait of each side parks at once (two that end after a yield, then one parked), unless
-        // the first check already succeeded (the other side ran meanwhile, preempting this one).
-        assert!(parks >= 20, "only {parks} of 400 waits parked at once");
-    }
-
-    #[test]
-    fn a_streak_of_waits_ended_by_a_yield_parks_the_next_at_once_and_ends_the_streak() {
-        let _serial = SPIN_SETTING.lock();
-        let b = pair();
-        let side = &b.waiter.sides[ENTERER].adapt;
-        side.store(SHARED_PARK_AT * SHARED_ONE, Ordering::Relaxed);
-        let before = PARKS_FOR_SHARED_CPU.load(Ordering::Relaxed);
-        b.waiter.claim(&b.word).unwrap();
-        b.waiter.yield_to_enterer(&b.word).unwrap();
-        // Parks at once, finds the coroutine has yielded under its lock, and does not cut the spin bound.
-        assert_eq!(b.waiter.wait_for_coroutine(&b.word), Phase::Yielded);
-        assert_eq!(PARKS_FOR_SHARED_CPU.load(Ordering::Relaxed) - before, 1);
-        assert_eq!(side.load(Ordering::Relaxed), 0);
-    }
 
     #[test]
     fn a_vain_spin_cuts_the_next_and_a_successful_one_restores_it() {
@@ -412,11 +297,36 @@ mod tests {
     #[test]
     fn hand_off_between_threads_parked_and_spinning() {
         let _serial = SPIN_SETTING.lock();
-        let old = spin_limit();
         for spin in [0, DEFAULT_SPIN_LIMIT] {
+            let rounds = if cfg!(miri) { 20 } else { 2000 };
+            let b = pair();
+            let co = {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    for i in 0..rounds {
+                        b.waiter.wait_for_enterer(&b.word);
+                        if i + 1 == rounds {
+                            b.waiter.finish(&b.word);
+                        } else {
+                            b.waiter.yield_to_enterer(&b.word).unwrap();
+                        }
+                    }
+                })
+            };
+            let old = spin_limit();
             set_spin_limit(spin);
-            ping_pong(&pair(), if cfg!(miri) { 20 } else { 2000 }, || ());
+            let mut yields = 0;
+            loop {
+                b.waiter.claim(&b.word).unwrap();
+                match b.waiter.wait_for_coroutine(&b.word) {
+                    Phase::Yielded => yields += 1,
+                    Phase::Finished => break,
+                    p => panic!("unexpected phase {p:?}"),
+                }
+            }
+            set_spin_limit(old);
+            co.join().unwrap();
+            assert_eq!(yields, rounds - 1);
         }
-        set_spin_limit(old);
     }
 }
