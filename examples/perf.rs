@@ -242,35 +242,39 @@ fn recovered_at(trips: &[f64], baseline: f64) -> Option<usize> {
 }
 
 /// After each parking_lot batch, how many round trips the thread backend takes to come back within 2x the raw
-/// spin ping-pong of the same phase (the median of its second half); the raw spin's own count beside it.
-/// Adds two interleaved rows (the steady second halves) and returns the summary line.
+/// spin ping-pong at spinning speed: the median, over the run's phases in which the raw spin ran on two CPUs,
+/// of its second halves (the raw spin gets stuck on one CPU too, and is no baseline then; a run with no such
+/// phase has none). The raw spin's own count beside it. Adds two rows (steady second halves, phase by phase) and returns the summary line.
 fn sticky(table: &mut Table) -> String {
     let phases = workloads::sticky(STICKY_PHASES, STICKY_PARK_TRIPS, STICKY_TRIPS);
     let half = STICKY_TRIPS / 2;
-    let mut recovered = 0;
-    let mut raw_recovered = 0;
-    let (mut two_cpus, mut two_cpus_recovered) = (0, 0);
+    let raw: Vec<f64> = phases
+        .iter()
+        .map(|p| median(p.raw_spin[half..].to_vec()))
+        .collect();
+    let two_cpus: Vec<f64> = raw.iter().copied().filter(|&r| r < SHARED_CPU_NS).collect();
+    let baseline = median(if two_cpus.is_empty() {
+        raw.clone()
+    } else {
+        two_cpus.clone()
+    });
+    let (mut recovered, mut raw_recovered) = (0, 0);
     let mut pairs = Vec::new();
+    eprintln!("  baseline (raw spin at spinning speed, this run): {baseline:.0} ns");
     eprintln!(
         "  phase  raw spin ns  cothread recovered at  raw spin recovered at  first 100 trips ns (cothread, raw)"
     );
     for (i, p) in phases.iter().enumerate() {
-        let baseline = median(p.raw_spin[half..].to_vec());
-        let steady = median(p.cothread[half..].to_vec());
-        pairs.push((steady, baseline));
+        pairs.push((median(p.cothread[half..].to_vec()), raw[i]));
         let at = recovered_at(&p.cothread, baseline);
         let raw_at = recovered_at(&p.raw_spin, baseline);
-        let ok = at.is_some_and(|k| k <= STICKY_WITHIN);
-        recovered += usize::from(ok);
-        if baseline < SHARED_CPU_NS {
-            two_cpus += 1;
-            two_cpus_recovered += usize::from(ok);
-        }
+        recovered += usize::from(at.is_some_and(|k| k <= STICKY_WITHIN));
         raw_recovered += usize::from(raw_at.is_some_and(|k| k <= STICKY_WITHIN));
         let show = |at: Option<usize>| at.map_or("never".to_string(), |k| k.to_string());
         let first = |t: &[f64]| t[..STICKY_WITHIN].iter().sum::<f64>() / STICKY_WITHIN as f64;
         eprintln!(
-            "  {i:>5}  {baseline:>11.0}  {:>21}  {:>21}  {:>10.0} {:>10.0}",
+            "  {i:>5}  {:>11.0}  {:>21}  {:>21}  {:>10.0} {:>10.0}",
+            raw[i],
             show(at),
             show(raw_at),
             first(&p.cothread),
@@ -283,13 +287,22 @@ fn sticky(table: &mut Table) -> String {
         "baseline: raw spin ping-pong, after parking",
         &pairs,
     );
-    let summary = format!(
-        "sticky: over {STICKY_PHASES} phases (each after {STICKY_PARK_TRIPS} parking_lot round trips), the thread \
-         backend's round trip came back within 2x the raw spin ping-pong (median of {STICKY_WINDOW} round trips) \
-         within {STICKY_WITHIN} round trips in {recovered} ({:.0} %); the raw spin itself in {raw_recovered}; \
-         in the {two_cpus} phases whose raw spin ran on two CPUs (under {SHARED_CPU_NS} ns), in {two_cpus_recovered}",
-        100.0 * recovered as f64 / STICKY_PHASES as f64
-    );
+    let summary = if two_cpus.is_empty() {
+        format!(
+            "sticky: the raw spin ran on one CPU in all {STICKY_PHASES} phases (at or above {SHARED_CPU_NS} ns): no \
+             baseline at spinning speed in this run (the host is busy); run again"
+        )
+    } else {
+        format!(
+            "sticky: over {STICKY_PHASES} phases (each after {STICKY_PARK_TRIPS} parking_lot round trips), the \
+             thread backend's round trip came back within 2x the raw spin ping-pong at spinning speed ({baseline:.0} \
+             ns, the median of the {} phases whose raw spin ran on two CPUs, under {SHARED_CPU_NS} ns) within \
+             {STICKY_WITHIN} round trips (median of {STICKY_WINDOW}) in {recovered} ({:.0} %); the raw spin itself \
+             in {raw_recovered}",
+            two_cpus.len(),
+            100.0 * recovered as f64 / STICKY_PHASES as f64
+        )
+    };
     eprintln!("  {summary}");
     summary
 }

@@ -262,8 +262,10 @@ pub struct StickyPhase {
 /// The sticky-park case: `phases` times, a batch of `park_trips` parking_lot round trips (the two threads it
 /// uses park on every hand-off, the coroutine's thread waits unentered meanwhile), then `trips` timed
 /// round trips of one long-lived thread-backed coroutine; then another parking_lot batch and `trips` timed
-/// round trips of the raw spin ping-pong, so that each phase has the baseline the cothread batch is read
-/// against, in the same conditions. Spinning at the starting limit ([`initial_spin`]).
+/// round trips of the raw spin ping-pong, its partner kept off this thread's CPU (Linux; left to itself the
+/// raw spin gets stuck on one CPU after parking as well), so that each phase has the baseline the cothread
+/// batch is read against: the bare hand-off between two CPUs. Spinning at the starting limit
+/// ([`initial_spin`]).
 pub fn sticky(phases: usize, park_trips: u64, trips: usize) -> Vec<StickyPhase> {
     Variant::SPIN.apply();
     let mut co = endless(thread_builder);
@@ -277,7 +279,7 @@ pub fn sticky(phases: usize, park_trips: u64, trips: usize) -> Vec<StickyPhase> 
             });
             ping_pong_parking_lot(park_trips);
             let mut raw_spin = Vec::new();
-            spin_park_ping_pong_with(spin, trips as u64, |iters, trip| {
+            spin_park_ping_pong_with(spin, trips as u64, true, |iters, trip| {
                 raw_spin = timed_trips(iters as usize, trip);
             });
             StickyPhase { cothread, raw_spin }
@@ -580,7 +582,7 @@ pub fn ping_pong_crossbeam(iters: u64) -> Duration {
 /// every 64th) before parking with `thread::park`/`unpark`.
 pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
     let mut t = Duration::ZERO;
-    spin_park_ping_pong_with(spin, iters, |iters, trip| {
+    spin_park_ping_pong_with(spin, iters, false, |iters, trip| {
         let start = Instant::now();
         for _ in 0..iters {
             trip();
@@ -591,8 +593,14 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
 }
 
 /// [`ping_pong_spin_park`]'s two threads, `iters` round trips; `measure(iters, trip)` runs this thread's side,
-/// calling `trip` once per round trip.
-fn spin_park_ping_pong_with(spin: u32, iters: u64, measure: impl FnOnce(u64, &mut dyn FnMut())) {
+/// calling `trip` once per round trip. `apart`: the partner keeps off this thread's CPU meanwhile (Linux), so
+/// that the figure is the hand-off between two CPUs wherever the scheduler last left the threads.
+fn spin_park_ping_pong_with(
+    spin: u32,
+    iters: u64,
+    apart: bool,
+    measure: impl FnOnce(u64, &mut dyn FnMut()),
+) {
     struct Flag {
         turn: AtomicU32,
         threads: std::sync::OnceLock<[thread::Thread; 2]>,
@@ -623,9 +631,19 @@ fn spin_park_ping_pong_with(spin: u32, iters: u64, measure: impl FnOnce(u64, &mu
         threads: std::sync::OnceLock::new(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
+    // SAFETY: `sched_getcpu` has no preconditions.
+    #[cfg(target_os = "linux")]
+    let this_cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
     let partner = {
         let flag = flag.clone();
         on_partner(move || {
+            #[cfg(target_os = "linux")]
+            let _apart = this_cpu
+                .filter(|_| apart)
+                .and_then(|cpu| Pinned::allowed().into_iter().find(|&c| c != cpu))
+                .map(Pinned::to);
+            #[cfg(not(target_os = "linux"))]
+            let _ = apart;
             let _ = tx.send(thread::current());
             for _ in 0..iters {
                 wait_for(&flag, 1, spin);
