@@ -164,7 +164,7 @@ fn generator(c: &mut Criterion) {
 }
 
 /// The sticky-park case: the round trip of a long-lived thread-backed coroutine in the first `STICKY_TRIPS`
-/// round trips after a parking_lot batch, beside the raw spin ping-pong's in the same conditions
+/// round trips after a parking_lot batch, beside the raw spin ping-pong's (its partner kept on another CPU)
 /// (`workloads::sticky`: `n` round trips are the first ones of `n / STICKY_TRIPS` phases). `examples/perf.rs --
 /// sticky` prints how many round trips each phase took to come back within 2x.
 fn sticky(c: &mut Criterion) {

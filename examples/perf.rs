@@ -9,7 +9,7 @@
 //! baselines (thread: the QEMU-style round trip; native: corosensei); `-- spin-vs-raw` only the spinning round
 //! trip against the raw spin ping-pong (100 pairs of 2,000); `-- sticky` only the sticky-park case (40 phases,
 //! each a parking_lot batch then 1,000 timed round trips, with per-phase lines: how many round trips the thread
-//! backend took to come back within 2x the raw spin ping-pong of the same phase).
+//! backend took to come back within 2x the raw spin ping-pong at spinning speed, measured in the same run).
 //!
 //! Each row is a figure in nanoseconds per operation, the baseline row it is read against (measured in the
 //! same process, a few seconds apart or, for the interleaved rows, in alternating runs milliseconds apart) and
