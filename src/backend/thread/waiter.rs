@@ -4,7 +4,8 @@
 //! The phase itself is the control block's [`PhaseWord`]; this adds what waiting needs, keeping its two bits
 //! in that word's waiter bits. A waiter first spins on the word for a bounded number of rounds (see
 //! [`set_spin_limit`]), then parks on its side's `Condvar`; a waker takes that side's lock and notifies only
-//! when the word it replaced says somebody parked.
+//! when the word it replaced says somebody parked. A coroutine's side whose waits show that its thread shares
+//! its enterer's CPU moves the thread to another one (Linux; see [`Waiter::wait_until`]).
 //!
 //! # Invariants
 //! - `PARKED` is set only by a thread that holds its side's `lock` and goes on to wait on that side's `cvar`
@@ -280,7 +281,7 @@ mod cpu_move {
         /// Nanoseconds from the process's first move check to the last move (low 56 bits), and the backoff
         /// exponent (high 8 bits): moves are at least `MIN_GAP_NS << exponent` apart; 0 before the first.
         #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-        last: std::sync::atomic::AtomicU64,
+        last: crate::sync::atomic::AtomicU64,
     }
 
     /// The least time between two moves of one thread. A move that comes within `4 * gap` of the one before
@@ -299,7 +300,7 @@ mod cpu_move {
         /// too recently (see `MIN_GAP_NS`) or may run on one CPU only.
         #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         pub(super) fn move_off_this_cpu(&self) {
-            use std::sync::atomic::Ordering;
+            use crate::sync::atomic::Ordering;
             static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
             let now = EPOCH
                 .get_or_init(std::time::Instant::now)
