@@ -244,7 +244,8 @@ fn recovered_at(trips: &[f64], baseline: f64) -> Option<usize> {
 /// After each parking_lot batch, how many round trips the thread backend takes to come back within 2x the raw
 /// spin ping-pong at spinning speed: the median, over the run's phases in which the raw spin ran on two CPUs,
 /// of its second halves (the raw spin gets stuck on one CPU too, and is no baseline then; a run with no such
-/// phase has none). The raw spin's own count beside it. Adds two rows (steady second halves, phase by phase) and returns the summary line.
+/// phase has none). The raw spin's own count beside it. Adds two rows (steady second halves, phase by phase)
+/// and returns the summary line.
 fn sticky(table: &mut Table) -> String {
     let phases = workloads::sticky(STICKY_PHASES, STICKY_PARK_TRIPS, STICKY_TRIPS);
     let half = STICKY_TRIPS / 2;
