@@ -186,6 +186,28 @@ fn generator(c: &mut Criterion) {
     g.finish();
 }
 
+/// The sticky-park case: the round trip of a long-lived thread-backed coroutine in the first `STICKY_TRIPS`
+/// round trips after a parking_lot batch, beside the raw spin ping-pong's (its partner kept on another CPU)
+/// (`workloads::sticky`: `n` round trips are the first ones of `n / STICKY_TRIPS` phases). `examples/perf.rs --
+/// sticky` prints how many round trips each phase took to come back within 2x.
+fn sticky(c: &mut Criterion) {
+    const STICKY_TRIPS: usize = 100;
+    /// The time of the first `n` round trips taken phase after phase, `STICKY_TRIPS` from each.
+    fn first_trips(n: u64, side: fn(&workloads::StickyPhase) -> &[f64]) -> Duration {
+        let phases = workloads::sticky((n as usize).div_ceil(STICKY_TRIPS), 200, STICKY_TRIPS);
+        let ns: f64 = phases.iter().flat_map(side).take(n as usize).sum();
+        Duration::from_nanos(ns as u64)
+    }
+    let mut g = c.benchmark_group("sticky");
+    g.bench_function("thread/spin_after_parking", |b| {
+        b.iter_custom(|n| first_trips(n, |p| &p.cothread))
+    });
+    g.bench_function("baseline/raw_spin_after_parking", |b| {
+        b.iter_custom(|n| first_trips(n, |p| &p.raw_spin))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -196,6 +218,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = round_trip, lifecycle, nesting, round_robin, loop_switch, generator
+    targets = round_trip, lifecycle, nesting, round_robin, loop_switch, generator, sticky
 }
 criterion_main!(benches);

@@ -6,7 +6,10 @@
 //! the last lines. `-- park-vs-parking-lot` runs only the thread backend's pair (40 pairs of 1,000 round
 //! trips); `--features native -- native-vs-corosensei` only the native backend's against raw corosensei (the
 //! round trip and the pooled lifecycle, 400 pairs each); `-- generators` only the generators' rows against their
-//! baselines (thread: the QEMU-style round trip; native: corosensei).
+//! baselines (thread: the QEMU-style round trip; native: corosensei); `-- spin-vs-raw` only the spinning round
+//! trip against the raw spin ping-pong (100 pairs of 2,000); `-- sticky` only the sticky-park case (40 phases,
+//! each a parking_lot batch then 1,000 timed round trips, with per-phase lines: how many round trips the thread
+//! backend took to come back within 2x the raw spin ping-pong at spinning speed, measured in the same run).
 //!
 //! Each row is a figure in nanoseconds per operation, the baseline row it is read against (measured in the
 //! same process, a few seconds apart or, for the interleaved rows, in alternating runs milliseconds apart) and
@@ -176,6 +179,131 @@ fn park_vs_parking_lot(table: &mut Table) -> String {
          slower in {faster}; both under {} us in {one_cpu} pairs, one under and one over in {mixed}",
         ONE_CPU_NS / 1000.0
     );
+    eprintln!("  {summary}");
+    summary
+}
+
+/// Interleaved comparison of the spinning round trip with the raw spin ping-pong: pairs, round trips a run.
+const SPIN_PAIRS: usize = 100;
+const SPIN_PAIR_ITERS: u64 = 2000;
+
+/// The spinning round trip against the raw atomic spin ping-pong, in alternating short runs (see
+/// `workloads::interleaved`): adds two rows and returns the summary line.
+fn spin_vs_raw(table: &mut Table) -> String {
+    let spin = workloads::initial_spin();
+    let pairs = workloads::interleaved(
+        SPIN_PAIRS,
+        SPIN_PAIR_ITERS,
+        |n| workloads::round_trip(Variant::SPIN, n),
+        |n| workloads::ping_pong_spin_park(spin, n),
+    );
+    table.pairs(
+        "yield",
+        "thread, spin (interleaved)",
+        "baseline: atomic spin-then-park (interleaved)",
+        &pairs,
+    );
+    let within_2x = pairs.iter().filter(|p| p.0 <= 2.0 * p.1).count();
+    let two_cpus: Vec<_> = pairs.iter().filter(|p| p.1 < SHARED_CPU_NS).collect();
+    let two_cpus_within = two_cpus.iter().filter(|p| p.0 <= 2.0 * p.1).count();
+    let two_cpus_ratio = if two_cpus.is_empty() {
+        "-".to_string()
+    } else {
+        format!(
+            "{:.2}x",
+            median(two_cpus.iter().map(|p| p.0 / p.1).collect())
+        )
+    };
+    let summary = format!(
+        "thread spin / raw spin over {SPIN_PAIRS} interleaved pairs of {SPIN_PAIR_ITERS} round trips: within 2x \
+         in {within_2x}; in the {} pairs whose raw spin ran on two CPUs (under {SHARED_CPU_NS} ns): within 2x in \
+         {two_cpus_within}, median ratio {two_cpus_ratio}",
+        two_cpus.len()
+    );
+    eprintln!("  {summary}");
+    summary
+}
+
+/// The sticky-park case (`workloads::sticky`): phases, parking_lot round trips before each batch, timed round
+/// trips a batch, the window whose median must be within 2x, and the round trips allowed to get there.
+const STICKY_PHASES: usize = 40;
+const STICKY_PARK_TRIPS: u64 = 200;
+const STICKY_TRIPS: usize = 1000;
+const STICKY_WINDOW: usize = 16;
+const STICKY_WITHIN: usize = 100;
+/// Above this the raw spin ping-pong's two threads shared one vCPU of the development VM (3-5 us a round trip
+/// there, each wait ending in a `sched_yield`; 60-300 ns across two vCPUs): nothing spins fast in such a phase.
+const SHARED_CPU_NS: f64 = 1000.0;
+
+/// The first round trip from which `STICKY_WINDOW` round trips have a median within 2x `baseline`, if any.
+fn recovered_at(trips: &[f64], baseline: f64) -> Option<usize> {
+    (0..=trips.len().saturating_sub(STICKY_WINDOW))
+        .find(|&k| median(trips[k..k + STICKY_WINDOW].to_vec()) <= 2.0 * baseline)
+}
+
+/// After each parking_lot batch, how many round trips the thread backend takes to come back within 2x the raw
+/// spin ping-pong at spinning speed: the median, over the run's phases in which the raw spin ran on two CPUs,
+/// of its second halves (the raw spin gets stuck on one CPU too, and is no baseline then; a run with no such
+/// phase has none). The raw spin's own count beside it. Adds two rows (steady second halves, phase by phase)
+/// and returns the summary line.
+fn sticky(table: &mut Table) -> String {
+    let phases = workloads::sticky(STICKY_PHASES, STICKY_PARK_TRIPS, STICKY_TRIPS);
+    let half = STICKY_TRIPS / 2;
+    let raw: Vec<f64> = phases
+        .iter()
+        .map(|p| median(p.raw_spin[half..].to_vec()))
+        .collect();
+    let two_cpus: Vec<f64> = raw.iter().copied().filter(|&r| r < SHARED_CPU_NS).collect();
+    let baseline = median(if two_cpus.is_empty() {
+        raw.clone()
+    } else {
+        two_cpus.clone()
+    });
+    let (mut recovered, mut raw_recovered) = (0, 0);
+    let mut pairs = Vec::new();
+    eprintln!("  baseline (raw spin at spinning speed, this run): {baseline:.0} ns");
+    eprintln!(
+        "  phase  raw spin ns  cothread recovered at  raw spin recovered at  first 100 trips ns (cothread, raw)"
+    );
+    for (i, p) in phases.iter().enumerate() {
+        pairs.push((median(p.cothread[half..].to_vec()), raw[i]));
+        let at = recovered_at(&p.cothread, baseline);
+        let raw_at = recovered_at(&p.raw_spin, baseline);
+        recovered += usize::from(at.is_some_and(|k| k <= STICKY_WITHIN));
+        raw_recovered += usize::from(raw_at.is_some_and(|k| k <= STICKY_WITHIN));
+        let show = |at: Option<usize>| at.map_or("never".to_string(), |k| k.to_string());
+        let first = |t: &[f64]| t[..STICKY_WITHIN].iter().sum::<f64>() / STICKY_WITHIN as f64;
+        eprintln!(
+            "  {i:>5}  {:>11.0}  {:>21}  {:>21}  {:>10.0} {:>10.0}",
+            raw[i],
+            show(at),
+            show(raw_at),
+            first(&p.cothread),
+            first(&p.raw_spin)
+        );
+    }
+    table.pairs(
+        "sticky",
+        "thread, spin, after parking (steady half)",
+        "baseline: raw spin ping-pong, after parking",
+        &pairs,
+    );
+    let summary = if two_cpus.is_empty() {
+        format!(
+            "sticky: the raw spin ran on one CPU in all {STICKY_PHASES} phases (at or above {SHARED_CPU_NS} ns): no \
+             baseline at spinning speed in this run (the host is busy); run again"
+        )
+    } else {
+        format!(
+            "sticky: over {STICKY_PHASES} phases (each after {STICKY_PARK_TRIPS} parking_lot round trips), the \
+             thread backend's round trip came back within 2x the raw spin ping-pong at spinning speed ({baseline:.0} \
+             ns, the median of the {} phases whose raw spin ran on two CPUs, under {SHARED_CPU_NS} ns) within \
+             {STICKY_WITHIN} round trips (median of {STICKY_WINDOW}) in {recovered} ({:.0} %); the raw spin itself \
+             in {raw_recovered}",
+            two_cpus.len(),
+            100.0 * recovered as f64 / STICKY_PHASES as f64
+        )
+    };
     eprintln!("  {summary}");
     summary
 }
@@ -513,6 +641,20 @@ fn main() {
         println!("{summary}");
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("spin-vs-raw") {
+        // Only the spinning round trip against the raw spin: `cargo run --release --example perf -- spin-vs-raw`.
+        let summary = spin_vs_raw(&mut table);
+        table.print();
+        println!("{summary}");
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("sticky") {
+        // Only the sticky-park case: `cargo run --release --example perf -- sticky`.
+        let summary = sticky(&mut table);
+        table.print();
+        println!("{summary}");
+        return;
+    }
     #[cfg(any(unix, windows))]
     if std::env::args().nth(1).as_deref() == Some("echo") {
         // `cargo run --release [--features native] --example perf -- echo`.
@@ -614,6 +756,8 @@ fn main() {
     );
 
     let interleaved_summary = park_vs_parking_lot(&mut table);
+    let spin_summary = spin_vs_raw(&mut table);
+    let sticky_summary = sticky(&mut table);
 
     // A scheduler's enter is a round trip to one of many threads: read against the round trip's baselines.
     table.figure(
@@ -694,6 +838,8 @@ fn main() {
     table.print();
     println!("{interleaved_summary}");
     println!("{chains_summary}");
+    println!("{spin_summary}");
+    println!("{sticky_summary}");
     #[cfg(cothread_native)]
     println!("{native_summary}");
     println!("{loop_summary}");

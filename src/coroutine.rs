@@ -584,8 +584,12 @@ pub fn yield_now() {
 /// [`yield_now`] from the coroutine `co`, which the caller runs in (a generator's `Yielder` knows its own).
 #[inline]
 pub(crate) fn yield_from(co: &Control) {
-    co.yielded_panicking
-        .store(std::thread::panicking(), Ordering::Relaxed);
+    // Written only when it changes (rarely): the flag shares a cache line with the phase word, which the
+    // enterer is spinning on, and a store would pull that line away from it once more each round trip.
+    let panicking = std::thread::panicking();
+    if co.yielded_panicking.load(Ordering::Relaxed) != panicking {
+        co.yielded_panicking.store(panicking, Ordering::Relaxed);
+    }
     with_context!(any: &co.context, ctx => {
         if ctx.yield_to_enterer(&co.phase).is_err() {
             return cancelled(co, ctx);

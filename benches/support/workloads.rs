@@ -301,6 +301,57 @@ pub fn interleaved(
         .collect()
 }
 
+/// Per-round-trip times, in ns: `trips` round trips of `trip`, each timed from the end of the one before.
+fn timed_trips(trips: usize, mut trip: impl FnMut()) -> Vec<f64> {
+    let mut ends = Vec::with_capacity(trips + 1);
+    ends.push(Instant::now());
+    for _ in 0..trips {
+        trip();
+        ends.push(Instant::now());
+    }
+    ends.windows(2)
+        .map(|w| (w[1] - w[0]).as_nanos() as f64)
+        .collect()
+}
+
+/// One phase of [`sticky`]: each round trip's ns, right after a parking_lot batch.
+pub struct StickyPhase {
+    /// The thread backend's enter + yield round trips (one coroutine for the whole run, spinning enabled).
+    pub cothread: Vec<f64>,
+    /// The raw atomic spin ping-pong's round trips ([`ping_pong_spin_park`]'s hand-off).
+    pub raw_spin: Vec<f64>,
+}
+
+/// The sticky-park case: `phases` times, a batch of `park_trips` parking_lot round trips (the two threads it
+/// uses park on every hand-off, the coroutine's thread waits unentered meanwhile), then `trips` timed
+/// round trips of one long-lived thread-backed coroutine; then another parking_lot batch and `trips` timed
+/// round trips of the raw spin ping-pong, its partner kept off this thread's CPU (Linux; left to itself the
+/// raw spin gets stuck on one CPU after parking as well), so that each phase has the baseline the cothread
+/// batch is read against: the bare hand-off between two CPUs. Spinning at the starting limit
+/// ([`initial_spin`]).
+pub fn sticky(phases: usize, park_trips: u64, trips: usize) -> Vec<StickyPhase> {
+    Variant::SPIN.apply();
+    let mut co = endless(thread_builder);
+    assert_eq!(co.enter(), Resume::Yielded);
+    let spin = initial_spin();
+    let out = (0..phases)
+        .map(|_| {
+            ping_pong_parking_lot(park_trips);
+            let cothread = timed_trips(trips, || {
+                let _ = black_box(co.enter());
+            });
+            ping_pong_parking_lot(park_trips);
+            let mut raw_spin = Vec::new();
+            spin_park_ping_pong_with(spin, trips as u64, true, |iters, trip| {
+                raw_spin = timed_trips(iters as usize, trip);
+            });
+            StickyPhase { cothread, raw_spin }
+        })
+        .collect();
+    reset();
+    out
+}
+
 /// Where the two threads of a pinned round trip run.
 #[derive(Clone, Copy, Debug)]
 pub enum Placement {
@@ -593,6 +644,26 @@ pub fn ping_pong_crossbeam(iters: u64) -> Duration {
 /// The raw hardware-bound hand-off: an atomic turn flag, spinning up to `spin` rounds (a `thread::yield_now`
 /// every 64th) before parking with `thread::park`/`unpark`.
 pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
+    let mut t = Duration::ZERO;
+    spin_park_ping_pong_with(spin, iters, false, |iters, trip| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            trip();
+        }
+        t = start.elapsed();
+    });
+    t
+}
+
+/// [`ping_pong_spin_park`]'s two threads, `iters` round trips; `measure(iters, trip)` runs this thread's side,
+/// calling `trip` once per round trip. `apart`: the partner keeps off this thread's CPU meanwhile (Linux), so
+/// that the figure is the hand-off between two CPUs wherever the scheduler last left the threads.
+fn spin_park_ping_pong_with(
+    spin: u32,
+    iters: u64,
+    apart: bool,
+    measure: impl FnOnce(u64, &mut dyn FnMut()),
+) {
     struct Flag {
         turn: AtomicU32,
         threads: std::sync::OnceLock<[thread::Thread; 2]>,
@@ -623,9 +694,19 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
         threads: std::sync::OnceLock::new(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
+    // SAFETY: `sched_getcpu` has no preconditions.
+    #[cfg(target_os = "linux")]
+    let this_cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
     let partner = {
         let flag = flag.clone();
         on_partner(move || {
+            #[cfg(target_os = "linux")]
+            let _apart = this_cpu
+                .filter(|_| apart)
+                .and_then(|cpu| Pinned::allowed().into_iter().find(|&c| c != cpu))
+                .map(Pinned::to);
+            #[cfg(not(target_os = "linux"))]
+            let _ = apart;
             let _ = tx.send(thread::current());
             for _ in 0..iters {
                 wait_for(&flag, 1, spin);
@@ -635,14 +716,11 @@ pub fn ping_pong_spin_park(spin: u32, iters: u64) -> Duration {
     };
     let other = rx.recv().expect("partner thread");
     let _ = flag.threads.set([thread::current(), other]);
-    let start = Instant::now();
-    for _ in 0..iters {
+    measure(iters, &mut || {
         give(&flag, 1);
         wait_for(&flag, 0, spin);
-    }
-    let t = start.elapsed();
+    });
     partner.recv().expect("partner");
-    t
 }
 
 /// The same operations on the native backend (`--features native`), and corosensei's bare switch as their

@@ -4,7 +4,8 @@
 //! The phase itself is the control block's [`PhaseWord`]; this adds what waiting needs, keeping its two bits
 //! in that word's waiter bits. A waiter first spins on the word for a bounded number of rounds (see
 //! [`set_spin_limit`]), then parks on its side's `Condvar`; a waker takes that side's lock and notifies only
-//! when the word it replaced says somebody parked.
+//! when the word it replaced says somebody parked. A coroutine's side whose waits show that its thread shares
+//! its enterer's CPU moves the thread to another one (Linux; see [`Waiter::wait_until`]).
 //!
 //! # Invariants
 //! - `PARKED` is set only by a thread that holds its side's `lock` and goes on to wait on that side's `cvar`
@@ -38,8 +39,14 @@ const COROUTINE: usize = 1;
 /// Adaptive spinning: the spin bound is cut by at most `>> MAX_SHIFT`; while cut, every `PROBE_EVERY`th
 /// wait spins the whole bound.
 const MAX_SHIFT: u32 = 6;
-const SHIFT_MASK: u32 = 0xff;
+const SHIFT_MASK: u32 = 0x0f;
 const PROBE_EVERY: u32 = 8;
+/// The coroutine's side counts, in `adapt` bits 4-7, its waits in a row that ended right after a `yield_now`:
+/// the sign that it runs on its enterer's CPU (see [`Waiter::wait_until`]). At `SHARED_MOVE_AT` it moves.
+const SHARED_ONE: u32 = 0x10;
+const SHARED_MOVE_AT: u32 = 2;
+/// Every this many spin rounds a waiter calls `yield_now` instead of `spin_loop`.
+const YIELD_EVERY: u32 = 64;
 
 /// Default number of spin rounds before parking. Measured on a 2-core virtual machine: a round (a
 /// `spin_loop` hint, a `yield_now` every 64th) takes about 40 ns, so 2,048 rounds spin about 80 us, longer
@@ -86,6 +93,8 @@ pub fn spin_limit() -> u32 {
 pub(crate) struct Waiter {
     /// One per waiting side, indexed by `ENTERER` and `COROUTINE`.
     sides: [Side; 2],
+    /// When the coroutine's thread last moved off its enterer's CPU, and how far its moves back off.
+    moves: cpu_move::Moves,
 }
 
 /// Where one side waits. Each side parks on its own lock and condition variable, so that a woken thread
@@ -112,6 +121,7 @@ impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
             sides: [Side::new(), Side::new()],
+            moves: cpu_move::Moves::default(),
         }
     }
 
@@ -183,6 +193,14 @@ impl Waiter {
     /// bound. While cut down, every 8th wait probes with the whole bound, so a partner that became fast again
     /// is noticed. A coroutine that a scheduler re-enters only after many others thus stops burning a core
     /// after each yield, while a generator-style ping-pong keeps spinning.
+    ///
+    /// Spinning pays only while the two sides run on two CPUs. A coroutine's thread woken after a sleep may be
+    /// put on its enterer's CPU and left there (the load balancer does not move threads that ran a moment
+    /// ago); then every wait ends right after the `yield_now` that let the other side run, about 20x a
+    /// spinning round trip, for good. After `SHARED_MOVE_AT` such waits in a row, the coroutine's side moves
+    /// its thread to another CPU it may run on ([`cpu_move`], Linux; rate-limited), and the waits after that
+    /// spin again. Two waits in a row ending just after a yield while the sides run on two CPUs are rare
+    /// (about one in `YIELD_EVERY` squared), and a move then costs a few microseconds.
     fn wait_until(&self, word: &PhaseWord, side: usize, done: impl Fn(u32) -> bool) -> u32 {
         let adapt = self.sides[side].adapt.load(Ordering::Relaxed);
         let (shift, waits) = (adapt & SHIFT_MASK, adapt >> 8);
@@ -193,11 +211,22 @@ impl Waiter {
             spin_limit() >> shift
         };
         let mut round = 0;
+        let mut after_yield = false;
         while round < limit {
             let s = word.load();
             if done(s) {
-                if shift != 0 {
-                    self.sides[side].adapt.store(0, Ordering::Relaxed);
+                // A successful spin restores the whole bound and, on the coroutine's side, counts the waits
+                // in a row that a yield let succeed.
+                let mut now = 0;
+                if after_yield && side == COROUTINE {
+                    now = (adapt & !SHIFT_MASK & 0xff) + SHARED_ONE;
+                    if now >= SHARED_MOVE_AT * SHARED_ONE {
+                        self.moves.move_off_this_cpu();
+                        now = 0;
+                    }
+                }
+                if now != adapt {
+                    self.sides[side].adapt.store(now, Ordering::Relaxed);
                 }
                 return s;
             }
@@ -206,7 +235,8 @@ impl Waiter {
                 break;
             }
             round += 1;
-            if round % 64 == 0 {
+            after_yield = round % YIELD_EVERY == 0;
+            if after_yield {
                 thread::yield_now();
             } else {
                 spin_loop();
@@ -243,6 +273,85 @@ impl Waiter {
     }
 }
 
+/// Moving a coroutine's thread off the CPU its enterer runs on (see [`Waiter::wait_until`]).
+mod cpu_move {
+    /// The last move of one coroutine's thread and its backoff, written only by that thread.
+    #[derive(Debug, Default)]
+    pub(super) struct Moves {
+        /// Nanoseconds from the process's first move check to the last move (low 56 bits), and the backoff
+        /// exponent (high 8 bits): moves are at least `MIN_GAP_NS << exponent` apart; 0 before the first.
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+        last: crate::sync::atomic::AtomicU64,
+    }
+
+    /// The least time between two moves of one thread. A move that comes within `4 * gap` of the one before
+    /// doubles the gap (up to `MIN_GAP_NS << MAX_BACKOFF`, about a second), as when the other CPUs are busy
+    /// too and moving does not help; a later one starts again from `MIN_GAP_NS`.
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    const MIN_GAP_NS: u64 = 1_000_000;
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    const MAX_BACKOFF: u64 = 10;
+    /// The time bits of `Moves::last`.
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+    const TIME_MASK: u64 = (1 << 56) - 1;
+
+    impl Moves {
+        /// Moves the calling thread to another CPU its affinity allows, keeping its affinity, unless it moved
+        /// too recently (see `MIN_GAP_NS`) or may run on one CPU only.
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
+        pub(super) fn move_off_this_cpu(&self) {
+            use crate::sync::atomic::Ordering;
+            static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            let now = EPOCH
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as u64
+                & TIME_MASK;
+            let last = self.last.load(Ordering::Relaxed);
+            let (since, backoff) = (now.wrapping_sub(last & TIME_MASK), last >> 56);
+            let gap = MIN_GAP_NS << backoff;
+            if last != 0 && since < gap {
+                return;
+            }
+            let backoff = if last != 0 && since < 4 * gap {
+                (backoff + 1).min(MAX_BACKOFF)
+            } else {
+                0
+            };
+            self.last
+                .store(now.max(1) | (backoff << 56), Ordering::Relaxed);
+            let size = size_of::<libc::cpu_set_t>();
+            // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; each call gets a valid set of the size
+            // passed, and `CPU_CLR` a CPU number below CPU_SETSIZE (checked).
+            unsafe {
+                let Ok(cpu) = usize::try_from(libc::sched_getcpu()) else {
+                    return;
+                };
+                let mut old: libc::cpu_set_t = std::mem::zeroed();
+                if cpu >= libc::CPU_SETSIZE as usize
+                    || libc::sched_getaffinity(0, size, &mut old) != 0
+                {
+                    return;
+                }
+                let mut others = old;
+                libc::CPU_CLR(cpu, &mut others);
+                if libc::CPU_COUNT(&others) == 0 {
+                    return;
+                }
+                // A mask without this CPU migrates the thread at once; the old mask back leaves it where it is
+                // (should that fail, the thread keeps the smaller mask: CPUs it was allowed anyway).
+                if libc::sched_setaffinity(0, size, &others) == 0 {
+                    libc::sched_setaffinity(0, size, &old);
+                }
+            }
+        }
+
+        /// Elsewhere the thread stays where the scheduler puts it.
+        #[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+        pub(super) fn move_off_this_cpu(&self) {}
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -264,6 +373,86 @@ mod tests {
 
     /// Tests that change the global spin limit run one at a time.
     static SPIN_SETTING: Mutex<()> = Mutex::new(());
+
+    /// The calling thread's CPU set and the CPU it runs on.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn affinity() -> (libc::cpu_set_t, usize) {
+        // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; the call gets a valid, writable set of
+        // the size passed.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            (
+                set,
+                usize::try_from(libc::sched_getcpu()).expect("sched_getcpu"),
+            )
+        }
+    }
+
+    /// Sets the calling thread's CPU set.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn set_affinity(set: &libc::cpu_set_t) {
+        // SAFETY: `set` is a valid `cpu_set_t` of the size passed.
+        let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+        assert_eq!(rc, 0, "sched_setaffinity");
+    }
+
+    /// The scheduler may leave a coroutine's thread on its enterer's CPU; spinning there only ends in the
+    /// other side's turn at each `yield_now`, so the coroutine's side moves off that CPU.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn a_coroutine_sharing_its_enterers_cpu_moves_off_it() {
+        let _serial = SPIN_SETTING.lock();
+        let (all, _) = affinity();
+        // SAFETY: `all` is a valid `cpu_set_t`.
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &all) })
+            .collect();
+        if cpus.len() < 2 {
+            eprintln!("skipped: this thread may run on one CPU only");
+            return;
+        }
+        // The enterer stays on the first CPU; the coroutine's thread starts there too, then may run anywhere.
+        // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; `cpus[0]` is below CPU_SETSIZE.
+        let mut first: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpus[0], &mut first) };
+        set_affinity(&first);
+        let old = spin_limit();
+        set_spin_limit(DEFAULT_SPIN_LIMIT);
+        let b = pair();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let co = {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                set_affinity(&first);
+                set_affinity(&all);
+                for _ in 0..200 {
+                    b.waiter.wait_for_enterer(&b.word);
+                    b.waiter.yield_to_enterer(&b.word).unwrap();
+                }
+                b.waiter.wait_for_enterer(&b.word);
+                tx.send(affinity().1).unwrap();
+                b.waiter.finish(&b.word);
+            })
+        };
+        loop {
+            b.waiter.claim(&b.word).unwrap();
+            if b.waiter.wait_for_coroutine(&b.word) == Phase::Finished {
+                break;
+            }
+        }
+        let co_cpu = rx.recv().unwrap();
+        co.join().unwrap();
+        set_spin_limit(old);
+        set_affinity(&all);
+        assert_ne!(
+            co_cpu, cpus[0],
+            "the coroutine's thread stayed on its enterer's CPU"
+        );
+    }
 
     #[test]
     fn a_vain_spin_cuts_the_next_and_a_successful_one_restores_it() {
