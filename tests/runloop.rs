@@ -186,33 +186,7 @@ fn wake_of_a_coroutine_not_on_a_loop_is_refused(backend: Backend) {
 }
 
 fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order(backend: Backend) {
-    // QEMU's co_queue_wakeup: A wakes C then B; they run right after A yields, before D, which was
-    // runnable first.
-    let log = log();
-    let mut rl = RunLoop::new();
-    let sleeper = |name: &'static str| {
-        let log = log.clone();
-        move || {
-            yield_now();
-            push(&log, name);
-        }
-    };
-    let b = rl.spawn_on(backend, sleeper("b"));
-    let c = rl.spawn_on(backend, sleeper("c"));
-    assert_eq!(rl.run_until_stalled(), 2);
-    let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
-    let l = log.clone();
-    rl.spawn_on(backend, move || {
-        runloop::wake(&lc);
-        runloop::wake(&lb);
-        push(&l, "a wakes");
-        yield_to_loop();
-        push(&l, "a again");
-    });
-    let l = log.clone();
-    rl.spawn_on(backend, move || push(&l, "d"));
-    rl.run();
-    assert_eq!(entries(&log), ["a wakes", "c", "b", "d", "a again"]);
+    wake_ups_enter_in_order(backend, backend);
 }
 
 /// The same order when the waker and the woken run on different backends: a native task's wake-ups take the
@@ -222,37 +196,43 @@ fn wake_ups_by_the_running_task_are_entered_right_after_it_in_fifo_order(backend
 fn wake_ups_keep_their_order_across_backends() {
     for waker in [Backend::Thread, Backend::Native] {
         for woken in [Backend::Thread, Backend::Native] {
-            let log = log();
-            let mut rl = RunLoop::new();
-            let sleeper = |name: &'static str| {
-                let log = log.clone();
-                move || {
-                    yield_now();
-                    push(&log, name);
-                }
-            };
-            let b = rl.spawn_on(woken, sleeper("b"));
-            let c = rl.spawn_on(woken, sleeper("c"));
-            assert_eq!(rl.run_until_stalled(), 2);
-            let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
-            let l = log.clone();
-            rl.spawn_on(waker, move || {
-                runloop::wake(&lc);
-                runloop::wake(&lb);
-                push(&l, "a wakes");
-                yield_to_loop();
-                push(&l, "a again");
-            });
-            let l = log.clone();
-            rl.spawn_on(woken, move || push(&l, "d"));
-            rl.run();
-            assert_eq!(
-                entries(&log),
-                ["a wakes", "c", "b", "d", "a again"],
-                "waker {waker:?}, woken {woken:?}"
-            );
+            wake_ups_enter_in_order(waker, woken);
         }
     }
+}
+
+/// QEMU's co_queue_wakeup: A (on `waker`'s backend) wakes C then B; they run right after A yields, before D,
+/// which was runnable first (B, C, D on `woken`'s).
+fn wake_ups_enter_in_order(waker: Backend, woken: Backend) {
+    let log = log();
+    let mut rl = RunLoop::new();
+    let sleeper = |name: &'static str| {
+        let log = log.clone();
+        move || {
+            yield_now();
+            push(&log, name);
+        }
+    };
+    let b = rl.spawn_on(woken, sleeper("b"));
+    let c = rl.spawn_on(woken, sleeper("c"));
+    assert_eq!(rl.run_until_stalled(), 2);
+    let (lb, lc) = (b.coroutine().clone(), c.coroutine().clone());
+    let l = log.clone();
+    rl.spawn_on(waker, move || {
+        runloop::wake(&lc);
+        runloop::wake(&lb);
+        push(&l, "a wakes");
+        yield_to_loop();
+        push(&l, "a again");
+    });
+    let l = log.clone();
+    rl.spawn_on(woken, move || push(&l, "d"));
+    rl.run();
+    assert_eq!(
+        entries(&log),
+        ["a wakes", "c", "b", "d", "a again"],
+        "waker {waker:?}, woken {woken:?}"
+    );
 }
 
 fn wake_ups_from_outside_go_to_the_tail(backend: Backend) {
