@@ -13,8 +13,9 @@ mod imp {
     /// For the native backend's stack overflow report (Unix only).
     #[cfg(all(cothread_native, unix))]
     pub(crate) use std::sync::Once;
-    /// One-time initialisation, for the native backend only (never built under loom).
-    #[cfg(cothread_native)]
+    /// One-time initialisation, for the native backend and the thread backend's CPU moves (Linux); never built
+    /// under loom.
+    #[cfg(any(cothread_native, target_os = "linux"))]
     pub(crate) use std::sync::OnceLock;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;

@@ -301,7 +301,7 @@ mod cpu_move {
         #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         pub(super) fn move_off_this_cpu(&self) {
             use crate::sync::atomic::Ordering;
-            static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            static EPOCH: crate::sync::OnceLock<std::time::Instant> = crate::sync::OnceLock::new();
             let now = EPOCH
                 .get_or_init(std::time::Instant::now)
                 .elapsed()
@@ -417,8 +417,11 @@ mod tests {
         }
         // The enterer stays on the first CPU; the coroutine's thread starts there too, then may run anywhere.
         // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; `cpus[0]` is below CPU_SETSIZE.
-        let mut first: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpus[0], &mut first) };
+        let first = unsafe {
+            let mut first: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpus[0], &mut first);
+            first
+        };
         set_affinity(&first);
         let old = spin_limit();
         set_spin_limit(DEFAULT_SPIN_LIMIT);
