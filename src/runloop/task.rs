@@ -260,8 +260,6 @@ pub(crate) fn schedule(task: &Task) {
     home.notified.store(true, Ordering::Release);
     if chained {
         task.via_front.store(true, Ordering::Relaxed);
-    }
-    if chained {
         st.front.push(task.counted());
     } else {
         st.runnable.push_back(task.counted());
