@@ -54,6 +54,11 @@ fi
 system32="$WINEPREFIX/drive_c/windows/system32"
 cmp -s "$dll" "$system32/bcryptprimitives.dll" || cp "$dll" "$system32/bcryptprimitives.dll"
 took "Wine prefix"
+# One wineserver for the whole run: left alone it exits a few seconds after the last Wine process, and a test
+# binary started just then fails with "wine client error: recvmsg: Connection reset by peer" (seen once in CI
+# between tests/pool_burst.rs and tests/pool_limits.rs, not reproducible by hand).
+wineserver -p || true
+trap 'wineserver -k 2>/dev/null || true' EXIT
 
 # A hang fails the step instead of stalling CI (the tests' own child processes time out after 2 minutes).
 for target in aarch64-unknown-linux-gnu x86_64-pc-windows-gnu; do
