@@ -109,8 +109,8 @@ mod timer;
 #[cfg(not(loom))]
 pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
-use task::detach;
-use task::{IdHasher, Task, find, register, unregister};
+use task::forget;
+use task::{IdHasher, Task, find, register};
 pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
 pub(crate) use task::{current_task, waiter};
 use timer::{Timer, fire_due_timers};
@@ -442,10 +442,7 @@ where
     let mut st = home.state.lock();
     if st.closed {
         drop(st);
-        unregister(task.id);
-        let co_ref = co.handle();
-        drop(co);
-        detach(&co_ref);
+        forget(co);
         return Ok(handle);
     }
     st.incoming.push(co);
@@ -721,11 +718,8 @@ impl RunLoop {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| co.enter()));
             self.shared.running.store(0, Ordering::Relaxed);
             let finished = co.is_finished();
-            if finished {
-                let co_ref = co.handle();
-                self.coroutines.remove(&task.id);
-                detach(&co_ref);
-                unregister(task.id);
+            if finished && let Some(co) = self.coroutines.remove(&task.id) {
+                forget(co);
             }
             // SAFETY: this thread drives the loop, outside coroutines; nothing here wakes or enters.
             let requeue = unsafe {
@@ -861,13 +855,8 @@ impl Drop for RunLoop {
         }
         for id in ids {
             if let Some(co) = self.coroutines.remove(&id) {
-                let co_ref = co.handle();
-                drop(co);
-                // A task that did not finish here (unwound later on its own thread, or left suspended for
-                // good) keeps its record until its control block goes.
-                detach(&co_ref);
+                forget(co);
             }
-            unregister(id);
         }
         // Break the cycles task -> loop -> queues -> task.
         let mut st = self.shared.state.lock();

@@ -9,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use super::Shared;
-use crate::coroutine::{CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
+use crate::coroutine::{Coroutine, CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use crate::sync::{Arc, Mutex, StdArc, StdWeak};
 #[cfg(not(loom))]
@@ -49,9 +49,17 @@ impl Task {
 
     /// Takes the record of the wait the task is in, if any.
     pub(super) fn take_waiting(&self) -> Option<Arc<AtomicU32>> {
-        let old = self.waiting.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: a non-null pointer here came from `Arc::into_raw` in `set_waiting`, and the swap made this
-        // caller its only owner.
+        self.swap_waiting(None)
+    }
+
+    /// Records `state` as the wait the task is in, and returns the record it replaces.
+    fn swap_waiting(&self, state: Option<Arc<AtomicU32>>) -> Option<Arc<AtomicU32>> {
+        let new = state.map_or(std::ptr::null_mut(), |state| {
+            Arc::into_raw(state).cast_mut()
+        });
+        let old = self.waiting.swap(new, Ordering::AcqRel);
+        // SAFETY: a non-null pointer here came from `Arc::into_raw` above, and the swap made this caller its only
+        // owner.
         (!old.is_null()).then(|| unsafe { Arc::from_raw(old.cast_const()) })
     }
 }
@@ -79,14 +87,7 @@ impl Wake for Task {
     }
 
     fn set_waiting(&self, state: Option<Arc<AtomicU32>>) {
-        let new = state.map_or(std::ptr::null_mut(), |state| {
-            Arc::into_raw(state).cast_mut()
-        });
-        let old = self.waiting.swap(new, Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: as in `take_waiting`.
-            drop(unsafe { Arc::from_raw(old.cast_const()) });
-        }
+        drop(self.swap_waiting(state));
     }
 
     #[cfg(not(loom))]
@@ -145,8 +146,9 @@ pub(crate) fn task_waiter<T>(op: &str, value: Option<T>) -> (StdArc<Task>, Arc<W
     (task, node)
 }
 
-/// Every live task of every loop, by coroutine id, so that code inside a coroutine can find its loop
-/// ([`current_task`]) and [`wake`] can find a handle's. Sharded to keep unrelated loops apart.
+/// Every live task of every loop, by coroutine id, so that [`wake`] and [`end_sleep`](super::end_sleep), given
+/// a handle on any thread, can find its record (a task finds its own on its control block). Sharded to keep
+/// unrelated loops apart.
 struct Registry {
     shards: [Mutex<TaskMap>; SHARDS],
 }
@@ -198,13 +200,13 @@ pub(super) fn find(id: u64) -> Option<StdArc<Task>> {
     REGISTRY.shard(id).lock().get(&id).cloned()
 }
 
-/// Records a new task, so that [`find`] (and so [`current_task`] and [`wake`]) sees it.
+/// Records a new task, so that [`find`] (and so [`wake`]) sees it.
 pub(super) fn register(task: &StdArc<Task>) {
     REGISTRY.shard(task.id).lock().insert(task.id, task.clone());
 }
 
 /// Forgets the task of coroutine `id` (finished, or its loop dropped).
-pub(super) fn unregister(id: u64) {
+fn unregister(id: u64) {
     REGISTRY.shard(id).lock().remove(&id);
 }
 
@@ -220,9 +222,14 @@ pub(crate) fn current_task() -> Option<StdArc<Task>> {
     with_current_task(|task| task.cloned())
 }
 
-/// Drops the task record hung on `co` once it has finished (see [`crate::Coroutine::attach_scheduler`]).
-pub(super) fn detach(co: &CoroutineRef) {
-    drop(co.detach_scheduler());
+/// Drops a task's coroutine (unwinding it if suspended) and forgets the task: its registry entry, and the record
+/// hung on its control block once it has finished (one that did not finish here, unwound later on its own
+/// thread or left suspended for good, keeps its record until the control block goes).
+pub(super) fn forget(co: Coroutine<()>) {
+    let co_ref = co.handle();
+    drop(co);
+    drop(co_ref.detach_scheduler());
+    unregister(co_ref.id());
 }
 
 /// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
