@@ -8,7 +8,7 @@
 //! Code under `cfg(cothread_planted_bug = "...")` is deliberately broken: `loom-tests/` builds with one such
 //! bug at a time to show that its models catch it (see `loom-tests/README.md`). Normal builds contain none.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::Cell;
 
 use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -321,7 +321,7 @@ pub(crate) struct Control<K> {
     pub(crate) out: UnsafeCell<Out>,
     pub(crate) stash: UnsafeCell<Option<Payload>>,
     pub(crate) panic: UnsafeCell<Option<Payload>>,
-    pub(crate) scheduler: UnsafeCell<Option<Box<dyn Any + Send + Sync>>>,
+    pub(crate) scheduler: UnsafeCell<Option<SchedulerRecord>>,
 }
 
 // SAFETY: the cells (`out`, `stash`, `panic`) are shared between a coroutine's context and its enterers, which
@@ -329,6 +329,33 @@ pub(crate) struct Control<K> {
 // release/acquire transitions impose (see the invariants above). What they pass between threads is `Send`: the
 // value and the payload are `Send`, and `out` points at an `Option<R>` with `R: Send`. The context is `Sync`.
 unsafe impl<K: Sync> Sync for Control<K> {}
+
+/// A scheduler's record hung on a coroutine ([`Control::scheduler`]), with its type read once when it is hung,
+/// so that the running coroutine finds it without a virtual call.
+pub(crate) struct SchedulerRecord {
+    /// The type of what `record` holds.
+    type_id: TypeId,
+    record: Box<dyn Any + Send + Sync>,
+}
+
+impl SchedulerRecord {
+    /// `record`, boxed.
+    pub(crate) fn new<T: Any + Send + Sync>(record: T) -> SchedulerRecord {
+        SchedulerRecord {
+            type_id: TypeId::of::<T>(),
+            record: Box::new(record),
+        }
+    }
+
+    /// The record, if it is a `T`.
+    #[inline]
+    pub(crate) fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        // SAFETY: `type_id` is the type of the boxed value, so it is a `T` when they match.
+        (self.type_id == TypeId::of::<T>()).then(|| unsafe {
+            &*std::ptr::from_ref::<dyn Any + Send + Sync>(&*self.record).cast::<T>()
+        })
+    }
+}
 
 impl<K> Control<K> {
     /// A new coroutine's control block, with a new id.

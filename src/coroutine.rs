@@ -7,7 +7,6 @@
 //! immediate caller, and a coroutine that is in the chain (running, or waiting for a coroutine it entered) is
 //! "entered" and cannot be entered again.
 
-use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -16,7 +15,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 pub(crate) use crate::backend::Control;
 use crate::backend::{self, Backend, ContextOps, OTHER_THREAD, Spec, with_context};
-use crate::control::{NOT_UNWINDING, Out, Phase, PhaseWord, UNWINDING};
+use crate::control::{NOT_UNWINDING, Out, Phase, PhaseWord, SchedulerRecord, UNWINDING};
 use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex, thread};
 
@@ -301,7 +300,7 @@ impl<R> Coroutine<R> {
     ///
     /// # Safety
     /// The coroutine has not run yet, and no other thread can reach it (no handle has been given out).
-    pub(crate) unsafe fn attach_scheduler(&self, record: Box<dyn Any + Send + Sync>) {
+    pub(crate) unsafe fn attach_scheduler(&self, record: SchedulerRecord) {
         // SAFETY: the caller guarantees that nobody else touches the cell now; the enter that first runs the
         // coroutine orders this write before its reads.
         self.co
@@ -368,7 +367,7 @@ impl CoroutineRef {
 
     /// Takes back the record [`Coroutine::attach_scheduler`] hung on the coroutine, once it has finished (`None`
     /// before that).
-    pub(crate) fn detach_scheduler(&self) -> Option<Box<dyn Any + Send + Sync>> {
+    pub(crate) fn detach_scheduler(&self) -> Option<SchedulerRecord> {
         if !self.is_finished() {
             return None;
         }
@@ -705,16 +704,14 @@ pub(crate) fn current_id() -> Option<u64> {
 /// Calls `f` with the scheduler's record of the coroutine running on this thread (see
 /// [`Coroutine::attach_scheduler`]); `None` outside coroutines or in one no scheduler owns.
 #[inline]
-pub(crate) fn with_current_scheduler<T>(
-    f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> T,
-) -> T {
+pub(crate) fn with_current_scheduler<T>(f: impl FnOnce(Option<&SchedulerRecord>) -> T) -> T {
     // SAFETY: as in `yield_now`, the pointee is alive while this coroutine runs.
     let Some(co) = (unsafe { current_ptr().as_ref() }) else {
         return f(None);
     };
     // SAFETY: the running coroutine only reads the cell, which its scheduler writes only before it first ran or
     // once it has finished.
-    co.scheduler.with(|cell| f(unsafe { (*cell).as_deref() }))
+    co.scheduler.with(|cell| f(unsafe { (*cell).as_ref() }))
 }
 
 /// The owner drops a coroutine that had not finished when it looked: a suspended one is unwound (its stack's

@@ -87,14 +87,14 @@
 //! returns at that point instead, with the number of tasks that still wait.
 
 use std::cell::Cell;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::coroutine::{Builder, Coroutine, CoroutineRef, in_coroutine};
-use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::control::{Payload, SchedulerRecord};
+use crate::coroutine::{Builder, CoroutineRef, Resume, in_coroutine};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, StdArc};
 
@@ -110,8 +110,8 @@ mod timer;
 pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
 use task::forget;
-use task::{IdHasher, Task, find, register};
 pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
+use task::{Task, TaskMap, register};
 pub(crate) use task::{current_task, waiter};
 use timer::{Timer, fire_due_timers};
 pub use timer::{end_sleep, sleep, sleep_until};
@@ -232,8 +232,8 @@ struct State {
     timer_seq: u64,
     /// The loop's thread sleeps (or is about to) and nobody has woken it yet.
     parked: bool,
-    /// Tasks spawned by [`spawn`] or a [`Handle`], for the loop to adopt (their records are in `runnable`).
-    incoming: Vec<Coroutine<()>>,
+    /// Tasks spawned by [`spawn`] or a [`Handle`], for the loop to adopt (they are in `runnable` too).
+    incoming: Vec<StdArc<Task>>,
     /// The loop was dropped: what is spawned now is dropped at once.
     closed: bool,
     /// Live [`KeepAlive`]s.
@@ -254,7 +254,7 @@ struct State {
 pub struct RunLoop {
     shared: Arc<Shared>,
     /// The tasks that have not finished, by id.
-    coroutines: TaskCoroutines,
+    tasks: TaskMap,
     /// The loop thread's side of the idle wait.
     poller: Poller,
     /// Tasks entered since the loop last polled for I/O (see [`POLL_INTERVAL`]).
@@ -397,12 +397,12 @@ fn spawned_or_panic<R>(spawned: io::Result<JoinHandle<R>>) -> JoinHandle<R> {
     }
 }
 
-/// A coroutine running `f`, registered as a task of `home`; the caller puts it in the run queue.
+/// A task of `home` running `f`, registered; the caller puts it in the run queue.
 fn new_task<F, R>(
     home: &Arc<Shared>,
     builder: Builder,
     f: F,
-) -> io::Result<(Coroutine<()>, StdArc<Task>, JoinHandle<R>)>
+) -> io::Result<(StdArc<Task>, JoinHandle<R>)>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -413,39 +413,34 @@ where
         let value = f();
         *slot.lock() = Some(value);
     })?;
-    let task = StdArc::new_cyclic(|me| Task {
-        id: co.handle().id(),
-        me: me.clone(),
-        home: home.clone(),
-        in_loop_queue: AtomicBool::new(false),
-        in_shared_queue: AtomicBool::new(false),
-        via_front: AtomicBool::new(false),
-        waiting: AtomicPtr::new(std::ptr::null_mut()),
-    });
+    let task = Task::new(co.handle().id(), home.clone());
     // SAFETY: the coroutine has not run, and nobody else has a handle to it yet.
-    unsafe { co.attach_scheduler(Box::new(task.clone())) };
-    register(&task);
+    unsafe { co.attach_scheduler(SchedulerRecord::new(task.clone())) };
     let handle = JoinHandle {
         co: co.handle(),
         result,
     };
-    Ok((co, task, handle))
+    // SAFETY: the task is in no queue yet.
+    unsafe { task.with_coroutine(|slot| *slot = Some(co)) };
+    register(&task);
+    Ok((task, handle))
 }
 
-/// Spawns onto a loop that may be running elsewhere: the loop adopts the coroutine from `incoming`.
+/// Spawns onto a loop that may be running elsewhere: the loop adopts the task from `incoming`.
 fn spawn_onto<F, R>(home: &Arc<Shared>, builder: Builder, f: F) -> io::Result<JoinHandle<R>>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let (co, task, handle) = new_task(home, builder, f)?;
+    let (task, handle) = new_task(home, builder, f)?;
     let mut st = home.state.lock();
     if st.closed {
         drop(st);
-        forget(co);
+        // SAFETY: the task is in no queue.
+        unsafe { forget(&task) };
         return Ok(handle);
     }
-    st.incoming.push(co);
+    st.incoming.push(task.clone());
     task.in_shared_queue.store(true, Ordering::Relaxed);
     st.runnable.push_back(task);
     home.notified.store(true, Ordering::Release);
@@ -543,9 +538,9 @@ impl fmt::Debug for KeepAlive {
 /// Adopts the tasks spawned from elsewhere and takes the tasks others made runnable into the loop's own queue:
 /// wake-ups by a thread-backed running task to its head, the rest to its tail. The caller drives the loop,
 /// outside coroutines.
-fn take_notified(shared: &Shared, coroutines: &mut TaskCoroutines, st: &mut State) {
-    for co in std::mem::take(&mut st.incoming) {
-        coroutines.insert(co.handle().id(), co);
+fn take_notified(shared: &Shared, tasks: &mut TaskMap, st: &mut State) {
+    for task in st.incoming.drain(..) {
+        tasks.insert(task.id, task);
     }
     shared.notified.store(false, Ordering::Relaxed);
     // SAFETY: this thread drives the loop, outside coroutines; nothing here wakes or enters.
@@ -574,9 +569,6 @@ fn take_into_loop_queue(task: &Task) -> bool {
     task.in_loop_queue.store(true, Ordering::Relaxed);
     true
 }
-
-/// A loop's unfinished tasks by id.
-type TaskCoroutines = HashMap<u64, Coroutine<()>, BuildHasherDefault<IdHasher>>;
 
 /// What [`RunLoop::next`] does when nothing is runnable and no sleep is pending.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -609,7 +601,7 @@ impl RunLoop {
         let (idle, poller) = Idle::new()?;
         Ok(RunLoop {
             shared: Arc::new(Shared::new(idle)),
-            coroutines: HashMap::default(),
+            tasks: TaskMap::default(),
             poller,
             entered_since_poll: 0,
         })
@@ -643,8 +635,8 @@ impl RunLoop {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (co, task, handle) = new_task(&self.shared, builder, f)?;
-        self.coroutines.insert(task.id, co);
+        let (task, handle) = new_task(&self.shared, builder, f)?;
+        self.tasks.insert(task.id, task.clone());
         task.in_loop_queue.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`, and nothing drives the loop (that would hold `&mut self` too).
         unsafe {
@@ -657,7 +649,7 @@ impl RunLoop {
     /// The number of tasks that have not finished.
     pub fn len(&self) -> usize {
         // Tasks spawned from other threads or by tasks count before the loop has adopted them.
-        self.coroutines.len() + self.shared.state.lock().incoming.len()
+        self.tasks.len() + self.shared.state.lock().incoming.len()
     }
 
     /// Whether every task has finished.
@@ -688,7 +680,7 @@ impl RunLoop {
     /// With a task's own panic payload, if a task panics.
     pub fn run_until_stalled(&mut self) -> usize {
         self.drive(WhenStalled::Return);
-        self.coroutines.len()
+        self.tasks.len()
     }
 
     fn drive(&mut self, when_stalled: WhenStalled) {
@@ -701,25 +693,13 @@ impl RunLoop {
             if chained {
                 task.via_front.store(false, Ordering::Relaxed);
             }
-            let Some(co) = self.coroutines.get_mut(&task.id) else {
+            let Some((outcome, finished)) = self.enter(&task, chained) else {
                 continue;
             };
-            let chain = &self.shared.chain;
-            chain.store(
-                if chained {
-                    chain.load(Ordering::Relaxed) + 1
-                } else {
-                    0
-                },
-                Ordering::Relaxed,
-            );
-            self.shared.running.store(task.id, Ordering::Relaxed);
-            self.entered_since_poll += 1;
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| co.enter()));
-            self.shared.running.store(0, Ordering::Relaxed);
-            let finished = co.is_finished();
-            if finished && let Some(co) = self.coroutines.remove(&task.id) {
-                forget(co);
+            if finished {
+                self.tasks.remove(&task.id);
+                // SAFETY: this thread drives the loop, outside coroutines.
+                unsafe { forget(&task) };
             }
             // SAFETY: this thread drives the loop, outside coroutines; nothing here wakes or enters.
             let requeue = unsafe {
@@ -736,7 +716,7 @@ impl RunLoop {
                 // Behind what others made runnable meanwhile (tasks it spawned, say).
                 if self.shared.notified.load(Ordering::Acquire) {
                     let mut st = self.shared.state.lock();
-                    take_notified(&self.shared, &mut self.coroutines, &mut st);
+                    take_notified(&self.shared, &mut self.tasks, &mut st);
                 }
                 // SAFETY: as above.
                 unsafe {
@@ -747,6 +727,31 @@ impl RunLoop {
             if let Err(payload) = outcome {
                 panic::resume_unwind(payload);
             }
+        }
+    }
+
+    /// Enters `task` as the running task, unless its coroutine has gone: what the enter returned, and whether
+    /// the task has finished. `chained`: it was scheduled as a wake-up by the task before.
+    #[inline]
+    fn enter(&mut self, task: &Task, chained: bool) -> Option<(Result<Resume<()>, Payload>, bool)> {
+        let shared = &self.shared;
+        // SAFETY: this thread drives the loop, outside coroutines; the task itself never touches its slot.
+        unsafe {
+            task.with_coroutine(|co| {
+                let co = co.as_mut()?;
+                let chain = if chained {
+                    shared.chain.load(Ordering::Relaxed) + 1
+                } else {
+                    0
+                };
+                shared.chain.store(chain, Ordering::Relaxed);
+                shared.running.store(task.id, Ordering::Relaxed);
+                self.entered_since_poll += 1;
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| co.enter()));
+                shared.running.store(0, Ordering::Relaxed);
+                let finished = !matches!(outcome, Ok(Resume::Yielded)) && co.is_finished();
+                Some((outcome, finished))
+            })
         }
     }
 
@@ -774,13 +779,13 @@ impl RunLoop {
         let mut st = shared.state.lock();
         loop {
             let next_deadline = fire_due_timers(&mut st);
-            take_notified(shared, &mut self.coroutines, &mut st);
+            take_notified(shared, &mut self.tasks, &mut st);
             // SAFETY: this thread drives the loop, outside coroutines.
             let task = unsafe { self.shared.with_local(|local| local.runnable.pop_front()) };
             if task.is_some() {
                 return task;
             }
-            if self.coroutines.is_empty() {
+            if self.tasks.is_empty() {
                 return None;
             }
             if next_deadline.is_some()
@@ -806,14 +811,23 @@ impl RunLoop {
 
     fn deadlock_message(&self) -> String {
         const SHOWN: usize = 8;
-        let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();
+        let mut ids: Vec<u64> = self.tasks.keys().copied().collect();
         ids.sort_unstable();
         let names: Vec<String> = ids
             .iter()
             .take(SHOWN)
-            .map(|id| match self.coroutines[id].handle().name() {
-                Some(name) => format!("{id} ({name})"),
-                None => id.to_string(),
+            .map(|id| {
+                // SAFETY: called by the thread driving the loop, outside coroutines, before it panics.
+                let name = unsafe {
+                    self.tasks[id].with_coroutine(|co| {
+                        co.as_ref()
+                            .and_then(|co| co.handle().name().map(String::from))
+                    })
+                };
+                match name {
+                    Some(name) => format!("{id} ({name})"),
+                    None => id.to_string(),
+                }
             })
             .collect();
         let more = if ids.len() > SHOWN { ", ..." } else { "" };
@@ -836,26 +850,26 @@ impl Drop for RunLoop {
         {
             let mut st = self.shared.state.lock();
             st.closed = true;
-            for co in std::mem::take(&mut st.incoming) {
-                self.coroutines.insert(co.handle().id(), co);
+            for task in st.incoming.drain(..) {
+                self.tasks.insert(task.id, task);
             }
         }
         // Drop the unfinished tasks in the order they were spawned; each unwinds from where it waits, which
         // may hand locks or messages to other tasks of this loop (scheduling them here, harmlessly).
-        let mut ids: Vec<u64> = self.coroutines.keys().copied().collect();
+        let mut ids: Vec<u64> = self.tasks.keys().copied().collect();
         ids.sort_unstable();
         // First withdraw every wait of the tasks, so that no lock or message goes to a task that is dropped
         // without being unwound (a native task on another thread, or under `panic = "abort"`); those that are
         // unwound take their (withdrawn) nodes out of the queues themselves.
-        for id in &ids {
-            let task = find(*id);
-            if let Some(state) = task.and_then(|task| task.take_waiting()) {
+        for task in self.tasks.values() {
+            if let Some(state) = task.take_waiting() {
                 crate::wait::withdraw(&state);
             }
         }
         for id in ids {
-            if let Some(co) = self.coroutines.remove(&id) {
-                forget(co);
+            if let Some(task) = self.tasks.remove(&id) {
+                // SAFETY: `&mut self`: nothing drives the loop.
+                unsafe { forget(&task) };
             }
         }
         // Break the cycles task -> loop -> queues -> task.
@@ -873,7 +887,7 @@ impl Drop for RunLoop {
 impl fmt::Debug for RunLoop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunLoop")
-            .field("tasks", &self.coroutines.len())
+            .field("tasks", &self.tasks.len())
             .finish_non_exhaustive()
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::Shared;
 use crate::coroutine::{Coroutine, CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use crate::sync::cell::UnsafeCell;
 use crate::sync::{Arc, Mutex, StdArc, StdWeak};
 #[cfg(not(loom))]
 use crate::wait::CLOSED;
@@ -36,9 +37,48 @@ pub(crate) struct Task {
     /// withdraw it ([`crate::wait::withdraw`]): an `Arc` made a raw pointer, null when none. Whoever swaps a
     /// pointer out owns its count.
     pub(super) waiting: AtomicPtr<AtomicU32>,
+    /// The task's coroutine, until it finishes or its loop goes, so that the loop enters the task it takes from
+    /// its queue without a lookup. Only whoever may use the loop's own queue (see
+    /// [`Shared::with_local`](super::Shared::with_local)) touches it, outside the task, or the spawner before the
+    /// record is in a queue.
+    coroutine: UnsafeCell<Option<Coroutine<()>>>,
 }
 
+// SAFETY: `coroutine` is the only field that is not `Sync`; one thread at a time touches it (see the field), and
+// a `Coroutine<()>` may move between threads.
+unsafe impl Sync for Task {}
+
 impl Task {
+    /// A record for coroutine `id` of the loop `home`, its coroutine not yet in place.
+    pub(super) fn new(id: u64, home: Arc<Shared>) -> StdArc<Task> {
+        StdArc::new_cyclic(|me| Task {
+            id,
+            me: me.clone(),
+            home,
+            in_loop_queue: AtomicBool::new(false),
+            in_shared_queue: AtomicBool::new(false),
+            via_front: AtomicBool::new(false),
+            waiting: AtomicPtr::new(std::ptr::null_mut()),
+            coroutine: UnsafeCell::new(None),
+        })
+    }
+
+    /// Calls `f` with the task's coroutine (`None` once it has finished or been dropped).
+    ///
+    /// # Safety
+    /// The caller is the thread driving the task's loop, outside coroutines, or holds `&mut RunLoop` while
+    /// nothing drives it, or spawns the task and has not put it in a queue yet; `f` does not reach this task's
+    /// coroutine again (entering it is fine: the task itself never touches it).
+    #[inline]
+    pub(super) unsafe fn with_coroutine<T>(
+        &self,
+        f: impl FnOnce(&mut Option<Coroutine<()>>) -> T,
+    ) -> T {
+        // SAFETY: the caller's contract: this thread is the only one that touches the slot now, and nothing else on
+        // it holds the reference.
+        self.coroutine.with_mut(|co| f(unsafe { &mut *co }))
+    }
+
     /// One more count of this record (every task record lives in a `StdArc`: see `me`).
     pub(super) fn counted(&self) -> StdArc<Task> {
         match self.me.upgrade() {
@@ -157,7 +197,7 @@ const SHARDS: usize = 16;
 
 /// Tasks by coroutine id. Ids are distinct integers handed out in sequence: a multiplicative hash spreads
 /// them well enough, at a fraction of SipHash's cost.
-type TaskMap = HashMap<u64, StdArc<Task>, BuildHasherDefault<IdHasher>>;
+pub(super) type TaskMap = HashMap<u64, StdArc<Task>, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
@@ -225,11 +265,17 @@ pub(crate) fn current_task() -> Option<StdArc<Task>> {
 /// Drops a task's coroutine (unwinding it if suspended) and forgets the task: its registry entry, and the record
 /// hung on its control block once it has finished (one that did not finish here, unwound later on its own
 /// thread or left suspended for good, keeps its record until the control block goes).
-pub(super) fn forget(co: Coroutine<()>) {
-    let co_ref = co.handle();
-    drop(co);
-    drop(co_ref.detach_scheduler());
-    unregister(co_ref.id());
+///
+/// # Safety
+/// As for [`Task::with_coroutine`].
+pub(super) unsafe fn forget(task: &Task) {
+    // SAFETY: the caller's contract; the coroutine is out of its slot before it unwinds (which may wake tasks).
+    if let Some(co) = unsafe { task.with_coroutine(Option::take) } {
+        let co_ref = co.handle();
+        drop(co);
+        drop(co_ref.detach_scheduler());
+    }
+    unregister(task.id);
 }
 
 /// Makes `task` runnable on its loop: right after the running task if the caller is that task (QEMU's
