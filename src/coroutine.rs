@@ -581,7 +581,11 @@ pub fn yield_now() {
 }
 
 /// [`yield_now`] from the coroutine `co`, which the caller runs in (a generator's `Yielder` knows its own).
-#[inline]
+///
+/// Always inlined, so that the native switch sits in the caller's own frame: one more frame between the
+/// caller's loop and the switch cost about 20 ns a round trip on the development machine (docs/performance.md,
+/// "the run loop's switch"), more than the whole bare switch.
+#[inline(always)]
 pub(crate) fn yield_from(co: &Control) {
     // Written only when it changes (rarely): the flag shares a cache line with the phase word, which the
     // enterer is spinning on, and a store would pull that line away from it once more each round trip.

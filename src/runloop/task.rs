@@ -380,10 +380,12 @@ pub fn wake(co: &CoroutineRef) -> bool {
 /// rl.run();
 /// assert_eq!(*log.lock().unwrap(), ["a0", "b0", "a1", "b1"]);
 /// ```
+// Inlined whole, like the switch in it (see `coroutine::yield_from`); the rare paths are calls.
+#[inline(always)]
 pub fn yield_to_loop() {
     with_current_task(|task| {
         let Some(task) = task else {
-            panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
+            not_a_task();
         };
         let home = &task.home;
         if home.is_driven_by_caller(Some(task.id)) {
@@ -392,17 +394,32 @@ pub fn yield_to_loop() {
                 // SAFETY: the caller is the native task the loop runs, on the loop's thread.
                 unsafe { home.with_local(|local| local.requeue_running = true) };
             }
-            return;
-        }
-        let mut st = home.state.lock();
-        if !st.closed && !task.in_shared_queue.load(Ordering::Relaxed) {
-            task.in_shared_queue.store(true, Ordering::Relaxed);
-            st.runnable.push_back(task.clone());
-            home.notified.store(true, Ordering::Release);
-            home.wake_loop(&mut st);
+        } else {
+            requeue_through_shared(task);
         }
     });
     yield_now();
+}
+
+/// [`yield_to_loop`]'s misuse.
+#[cold]
+#[inline(never)]
+fn not_a_task() -> ! {
+    panic!("cothread: yield_to_loop() called outside a coroutine spawned on a RunLoop");
+}
+
+/// [`yield_to_loop`] from a task that may not use its loop's own queue (a thread-backed task, or one whose loop
+/// another thread drives): to the tail of the shared queue, waking the loop.
+#[inline(never)]
+fn requeue_through_shared(task: &StdArc<Task>) {
+    let home = &task.home;
+    let mut st = home.state.lock();
+    if !st.closed && !task.in_shared_queue.load(Ordering::Relaxed) {
+        task.in_shared_queue.store(true, Ordering::Relaxed);
+        st.runnable.push_back(task.clone());
+        home.notified.store(true, Ordering::Release);
+        home.wake_loop(&mut st);
+    }
 }
 
 impl fmt::Debug for Task {
