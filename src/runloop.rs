@@ -56,9 +56,9 @@
 //! reach goes through the crate's `Mutex` and atomics. The exception is the loop's own run queue, which only
 //! the thread driving the loop touches: the loop between entries, and the native task it runs (on that thread)
 //! when that task wakes a task of the same loop or calls [`yield_to_loop`]. So a native task's switch through
-//! the loop takes no lock and no atomic read-modify-write, and finds its task from its control block (QEMU's
-//! `co->ctx`), not by a lookup. Other wake-ups go to a shared queue under the lock, which the loop takes in
-//! before it enters the next task.
+//! the loop takes no lock and no atomic read-modify-write, and no lookup: the task finds its record on its
+//! control block (QEMU's `co->ctx`), and the loop finds the task's coroutine in that record. Other wake-ups go
+//! to a shared queue under the lock, which the loop takes in before it enters the next task.
 //!
 //! A task that calls plain [`yield_now`](crate::yield_now) is suspended until something wakes it (an explicit
 //! [`wake`], or a primitive it waits on); [`yield_to_loop`] instead lets the other runnable tasks run and comes
@@ -250,7 +250,7 @@ struct State {
 /// A panic inside a task comes out of [`run`](RunLoop::run) (or
 /// [`run_until_stalled`](RunLoop::run_until_stalled)) with its payload; the task has then finished, and the
 /// loop can be run again. Dropping the loop drops the tasks that have not finished, which unwinds their stacks
-/// (see [`Coroutine`]): a task waiting on a lock or a channel leaves its queue.
+/// (see [`Coroutine`](crate::Coroutine)): a task waiting on a lock or a channel leaves its queue.
 pub struct RunLoop {
     shared: Arc<Shared>,
     /// The tasks that have not finished, by id.
