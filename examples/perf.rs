@@ -260,6 +260,9 @@ fn sticky(table: &mut Table) -> String {
         two_cpus.clone()
     });
     let (mut recovered, mut raw_recovered) = (0, 0);
+    // Also against each phase's own raw spin, where it ran on two CPUs: the host can change state within a run
+    // (the raw spin at 70 ns in some phases and 140 ns in others), which moves the run's one bar for all.
+    let (mut own_phases, mut own_recovered) = (0, 0);
     let mut pairs = Vec::new();
     eprintln!("  baseline (raw spin at spinning speed, this run): {baseline:.0} ns");
     eprintln!(
@@ -270,6 +273,11 @@ fn sticky(table: &mut Table) -> String {
         let at = recovered_at(&p.cothread, baseline);
         let raw_at = recovered_at(&p.raw_spin, baseline);
         recovered += usize::from(at.is_some_and(|k| k <= STICKY_WITHIN));
+        if raw[i] < SHARED_CPU_NS {
+            own_phases += 1;
+            own_recovered +=
+                usize::from(recovered_at(&p.cothread, raw[i]).is_some_and(|k| k <= STICKY_WITHIN));
+        }
         raw_recovered += usize::from(raw_at.is_some_and(|k| k <= STICKY_WITHIN));
         let show = |at: Option<usize>| at.map_or("never".to_string(), |k| k.to_string());
         let first = |t: &[f64]| t[..STICKY_WITHIN].iter().sum::<f64>() / STICKY_WITHIN as f64;
@@ -299,7 +307,8 @@ fn sticky(table: &mut Table) -> String {
              thread backend's round trip came back within 2x the raw spin ping-pong at spinning speed ({baseline:.0} \
              ns, the median of the {} phases whose raw spin ran on two CPUs, under {SHARED_CPU_NS} ns) within \
              {STICKY_WITHIN} round trips (median of {STICKY_WINDOW}) in {recovered} ({:.0} %); the raw spin itself \
-             in {raw_recovered}",
+             in {raw_recovered}; against each phase's own raw spin, in {own_recovered} of the {own_phases} phases \
+             whose raw spin ran on two CPUs",
             two_cpus.len(),
             100.0 * recovered as f64 / STICKY_PHASES as f64
         )
