@@ -432,12 +432,17 @@ mod tests {
             std::thread::spawn(move || {
                 set_affinity(&first);
                 set_affinity(&all);
+                // Whether it ran anywhere else at some point: once moved, the scheduler may still bring it back
+                // when the other CPU gets busy (CI failed a check of the last CPU only, under qemu-user with the
+                // other tests running beside it).
+                let mut left = false;
                 for _ in 0..200 {
                     b.waiter.wait_for_enterer(&b.word);
+                    left |= affinity().1 != cpus[0];
                     b.waiter.yield_to_enterer(&b.word).unwrap();
                 }
                 b.waiter.wait_for_enterer(&b.word);
-                tx.send(affinity().1).unwrap();
+                tx.send(left).unwrap();
                 b.waiter.finish(&b.word);
             })
         };
@@ -447,14 +452,11 @@ mod tests {
                 break;
             }
         }
-        let co_cpu = rx.recv().unwrap();
+        let left = rx.recv().unwrap();
         co.join().unwrap();
         set_spin_limit(old);
         set_affinity(&all);
-        assert_ne!(
-            co_cpu, cpus[0],
-            "the coroutine's thread stayed on its enterer's CPU"
-        );
+        assert!(left, "the coroutine's thread stayed on its enterer's CPU");
     }
 
     #[test]
