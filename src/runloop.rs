@@ -111,7 +111,7 @@ pub use bridge::{MAX_OFFLOAD_WORKERS, block_on, offload};
 use idle::{Idle, Poller};
 use task::forget;
 pub use task::{MAX_WAKE_CHAIN, wake, yield_to_loop};
-use task::{Task, TaskMap, register};
+use task::{Task, TaskMap, queue_shared, register};
 pub(crate) use task::{current_task, waiter};
 use timer::{Timer, fire_due_timers};
 pub use timer::{end_sleep, sleep, sleep_until};
@@ -441,10 +441,7 @@ where
         return Ok(handle);
     }
     st.incoming.push(task.clone());
-    task.in_shared_queue.store(true, Ordering::Relaxed);
-    st.runnable.push_back(task);
-    home.notified.store(true, Ordering::Release);
-    home.wake_loop(&mut st);
+    queue_shared(&task, &mut st, false);
     Ok(handle)
 }
 

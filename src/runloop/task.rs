@@ -8,7 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 #[cfg(not(loom))]
 use std::time::Instant;
 
-use super::Shared;
+use super::{Shared, State};
 use crate::coroutine::{Coroutine, CoroutineRef, in_coroutine, with_current_scheduler, yield_now};
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use crate::sync::cell::UnsafeCell;
@@ -305,20 +305,26 @@ pub(crate) fn schedule(task: &Task) {
         }
         return;
     }
-    let mut st = home.state.lock();
+    queue_shared(task, &mut home.state.lock(), chained);
+}
+
+/// Puts `task` in its loop's shared queue unless it is there already or the loop has gone: ahead of what the
+/// loop takes in if `front` (a wake-up by the running task, when that is thread-backed), else at the tail,
+/// waking the loop's thread. `st` is that loop's state, locked.
+pub(super) fn queue_shared(task: &Task, st: &mut State, front: bool) {
     if st.closed || task.in_shared_queue.load(Ordering::Relaxed) {
         return;
     }
     task.in_shared_queue.store(true, Ordering::Relaxed);
-    home.notified.store(true, Ordering::Release);
-    if chained {
+    task.home.notified.store(true, Ordering::Release);
+    if front {
         task.via_front.store(true, Ordering::Relaxed);
         st.front.push(task.counted());
     } else {
         st.runnable.push_back(task.counted());
         // Planted bug (loom-tests/README.md): a wake-up from elsewhere leaves a sleeping loop asleep.
         #[cfg(not(cothread_planted_bug = "schedule_skips_loop_wake"))]
-        home.wake_loop(&mut st);
+        task.home.wake_loop(st);
     }
 }
 
@@ -411,15 +417,8 @@ fn not_a_task() -> ! {
 /// [`yield_to_loop`] from a task that may not use its loop's own queue (a thread-backed task, or one whose loop
 /// another thread drives): to the tail of the shared queue, waking the loop.
 #[inline(never)]
-fn requeue_through_shared(task: &StdArc<Task>) {
-    let home = &task.home;
-    let mut st = home.state.lock();
-    if !st.closed && !task.in_shared_queue.load(Ordering::Relaxed) {
-        task.in_shared_queue.store(true, Ordering::Relaxed);
-        st.runnable.push_back(task.clone());
-        home.notified.store(true, Ordering::Release);
-        home.wake_loop(&mut st);
-    }
+fn requeue_through_shared(task: &Task) {
+    queue_shared(task, &mut task.home.state.lock(), false);
 }
 
 impl fmt::Debug for Task {
